@@ -1,0 +1,201 @@
+"""The one place that loops over attempts: quota permit, token, request, and what each answer means."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import requests
+
+from plugin.auth import TokenProvider
+from plugin.config import Connection
+from plugin.errors import AuthError, PermissionDeniedError, ServiceUnavailableError
+from plugin.quota import MemoryQuota, Quota
+from plugin.retry import DEFAULT_RETRY_AFTER_SECONDS, RetryPolicy, parse_retry_after
+from plugin.transport import api_session
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1_048_576  # a stats body is ~300 bytes; anything near 1 MiB is not one
+
+
+class CallDeferred(Exception):
+    """The wait budget ran out before a permit (or a 429 pause) allowed the call."""
+
+    def __init__(self, code: str, retry_after_seconds: float):
+        super().__init__(code)
+        self.code = code
+        self.retry_after_seconds = retry_after_seconds
+
+
+class CallFailed(Exception):
+    """The call could not get a usable answer within the retry policy."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Meter:
+    """Counts what one action call spent: requests sent and results served from the cache."""
+
+    api_calls: int = 0
+    cache_hits: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_call(self) -> None:
+        """Record one request sent to the API."""
+        with self._lock:
+            self.api_calls += 1
+
+
+@dataclass(frozen=True)
+class Response:
+    """A final answer from the API, read within the size cap."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+
+class DefenderSession:
+    """Sends GETs to the Defender API under the shared quota, with auth and retries per attempt."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        quota: Quota | None = None,
+        tokens: TokenProvider | None = None,
+        http: requests.Session | None = None,
+        policy: RetryPolicy = RetryPolicy(),
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ):
+        self.conn = conn
+        self.quota = quota or MemoryQuota(conn.quota, clock)
+        self.tokens = tokens or TokenProvider(conn, sleep=sleep)
+        self.http = http or api_session(conn)
+        self.policy = policy
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+
+    def get(self, path: str, params: dict, *, lane: str, deadline: float, meter: Meter) -> Response:
+        """GET `path` and return the final answer, or raise CallDeferred / CallFailed / a whole-call error."""
+        url = self.conn.endpoints.api_base_url + path
+        failures = 0
+        refreshed = False
+        throttled = False
+        while True:
+            token = self.tokens.token()  # before the permit, so a slow sign-in does not age it
+            self._wait_for_permit(lane, deadline, "throttled" if throttled else "quota_wait_exceeded")
+            meter.count_call()
+            try:
+                response = self._send(url, params, token)
+            except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
+                code = "timeout" if isinstance(exc, requests.exceptions.Timeout) else "connection_error"
+                failures += 1
+                self._back_off(failures, deadline, code, f"no answer from the Defender API ({code.replace('_', ' ')})")
+                continue
+            log.debug("GET %s -> %s", path, response.status)
+            if response.status == 401:
+                if refreshed:
+                    raise AuthError("the Defender API rejected a freshly issued token (401)")
+                # Tokens can be revoked or expire early; one fresh token is worth one retry.
+                self.tokens.invalidate(token)
+                refreshed = True
+                continue
+            if response.status == 403:
+                raise PermissionDeniedError(
+                    "the Defender API refused the call (403): grant the app the Ip.Read.All application "
+                    "permission (WindowsDefenderATP) with admin consent"
+                )
+            if response.status == 429:
+                wait = parse_retry_after(response.headers.get("Retry-After")) or DEFAULT_RETRY_AFTER_SECONDS
+                log.debug("429 from the API: every caller of this budget pauses %.1f s", wait)
+                self.quota.pause(wait)
+                throttled = True
+                continue
+            if self.policy.should_retry_status(response.status):
+                failures += 1
+                self._back_off(failures, deadline, "server_error", f"the Defender API kept failing (HTTP {response.status})")
+                continue
+            return response
+
+    def _wait_for_permit(self, lane: str, deadline: float, code: str) -> None:
+        """Sleep until the quota grants a permit; defer at once when that would pass the deadline."""
+        while True:
+            wait = self.quota.try_acquire(lane)
+            if wait <= 0:
+                return
+            if self.clock() + wait > deadline:
+                raise CallDeferred(code, round(wait, 3))
+            self.sleep(wait)
+
+    def _back_off(self, failures: int, deadline: float, code: str, message: str) -> None:
+        """Sleep before the next attempt, or fail when the attempts or the wait budget are spent."""
+        if failures >= self.policy.max_attempts:
+            raise CallFailed(code, f"{message} after {failures} attempts")
+        delay = self.policy.backoff(failures, self.rng)
+        if self.clock() + delay > deadline:
+            raise CallFailed(code, f"{message}; no time left to retry")
+        self.sleep(delay)
+
+    def _send(self, url: str, params: dict, token: str) -> Response:
+        """One request with the bearer token; reads at most MAX_BODY_BYTES of the body."""
+        try:
+            with self.http.get(
+                url,
+                params=params,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                stream=True,
+            ) as raw:
+                return Response(raw.status_code, _read_capped(raw), raw.headers)
+        except requests.exceptions.SSLError:
+            raise ServiceUnavailableError(
+                "the Defender API failed TLS verification (check connection.ca_bundle)"
+            ) from None
+
+
+def _read_capped(raw: requests.Response) -> bytes:
+    """The body, or its first MAX_BODY_BYTES + 1 bytes when it is larger (the caller rejects it)."""
+    chunks, size = [], 0
+    # Reading to the end (not raw.read) lets requests hand the connection back for reuse.
+    for chunk in raw.iter_content(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            break
+    return b"".join(chunks)
+
+
+_shared_lock = threading.Lock()
+_sessions: dict[tuple, DefenderSession] = {}
+_quotas: dict[tuple, Quota] = {}
+
+
+def shared_session(conn: Connection) -> DefenderSession:
+    """The process-wide session for this connection; every session of one app + tenant shares one quota."""
+    session_key = (conn.budget_key, conn.credential.fingerprint(), conn.endpoints, conn.ca_bundle, conn.timeout_seconds, repr(conn.quota))
+    quota_key = (conn.budget_key, repr(conn.quota))
+    with _shared_lock:
+        session = _sessions.get(session_key)
+        if session is None:
+            quota = _quotas.setdefault(quota_key, MemoryQuota(conn.quota))
+            session = _sessions[session_key] = DefenderSession(conn, quota=quota)
+        return session
+
+
+def forget_shared_sessions() -> None:
+    """Drop every shared session and in-process quota (a fresh process, for tests)."""
+    with _shared_lock:
+        _sessions.clear()
+        _quotas.clear()

@@ -1,0 +1,44 @@
+"""Shared fixtures: an injected clock and the emulator; the CI check that tests use the installed package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from support import FakeClock
+
+
+def pytest_configure(config):
+    # CI installs the package into a fresh venv: prove the tests exercise that install,
+    # not the source folder next to them.
+    if os.environ.get("CI") == "true":
+        import plugin
+
+        checkout = Path(__file__).resolve().parent.parent
+        assert checkout not in Path(plugin.__file__).resolve().parents, f"tests import {plugin.__file__}, not the installed package"
+
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_state():
+    """Each test starts like a new process: no shared session, token or in-memory budget."""
+    from plugin.session import forget_shared_sessions
+
+    forget_shared_sessions()
+    yield
+    forget_shared_sessions()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """One emulator for the whole test session (tests must not depend on its counters' history)."""
+    from plugin.emulator import Emulator
+
+    with Emulator() as emu:
+        yield emu

@@ -1,0 +1,185 @@
+"""Whole calls through the host against the HTTPS emulator, with real MSAL and real TLS."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from plugin.emulator import Answer, Emulator
+from plugin.errors import AuthError, ConfigError, PermissionDeniedError, ServiceUnavailableError
+from plugin.host import run_action
+
+MIXED = [
+    "10.209.67.177",  # the documentation's example
+    "198.51.100.7",  # never seen: 200 with prevalence 0
+    "192.0.2.5",  # never seen: 404 (older behaviour)
+    "hello world",  # not an IP (one string item with a space)
+    "127.0.0.1",  # loopback: skipped
+    "fe80::1%eth0",  # zone index
+    "1.2.3.4/../../api/machines",  # a path fragment
+    "203.0.113.9",  # seen, rare
+    " 10.209.67.177 ",  # a repeat with whitespace: no second call
+]
+
+
+@pytest.fixture
+def emu():
+    """A fresh emulator per test, so counters and scripts start empty."""
+    with Emulator() as emulator:
+        yield emulator
+
+
+def memory(emu: Emulator, **overrides) -> dict:
+    """The emulator's connection with an in-process quota."""
+    return emu.connection(**{"quota": {"backend": "memory"}, **overrides})
+
+
+def test_a_mixed_list_gets_one_record_per_item_in_order_and_one_call_per_callable_ip(emu):
+    out = run_action("enrich_ip", {"ips": MIXED}, memory(emu))
+    assert [r["input"] for r in out["records"]] == MIXED
+    assert [r["status"] for r in out["records"]] == [
+        "enriched", "not_seen", "not_seen", "invalid", "skipped", "invalid", "invalid", "enriched", "enriched"]
+    assert out["status"] == "partial"
+    example = out["records"][0]["enrichment"]["data"]
+    assert (example["organization_prevalence"], example["first_seen_time_dt"], example["last_seen_time_dt"]) == (
+        63515, "2017-07-30T13:36:06Z", "2017-08-29T13:32:59Z")
+    assert out["records"][7]["assessment"]["prevalence_band"] == "rare"
+    called = sorted(r.path.split("?")[0] for r in emu.stats_calls())
+    assert called == [f"/api/ips/{ip}/stats" for ip in sorted(["10.209.67.177", "198.51.100.7", "192.0.2.5", "203.0.113.9"])]
+    assert {r.kind for r in emu.requests} <= {"stats", "token", "discovery"}
+    assert out["summary"]["api_calls"] == 4
+
+
+def test_an_invalid_ip_by_the_api_is_an_invalid_record(emu):
+    emu.script("8.8.4.4", [Answer(status=400, body={"error": {"code": "InvalidIpAddress", "message": "x", "target": "t"}})])
+    record = run_action("enrich_ip", {"ips": "8.8.4.4"}, memory(emu))["records"][0]
+    assert (record["status"], record["error"]["code"]) == ("invalid", "api_invalid_ip")
+
+
+def test_a_token_revoked_mid_run_is_replaced_once_and_the_call_succeeds(emu):
+    conn = memory(emu)
+    run_action("enrich_ip", {"ips": ["8.8.8.8"]}, conn)
+    emu.revoke_tokens()
+    out = run_action("enrich_ip", {"ips": ["8.8.4.4"]}, conn)
+    assert out["records"][0]["status"] in ("enriched", "not_seen")
+    assert len(emu.token_requests) == 2
+    assert emu.count(status=401) == 1
+
+
+def test_a_rejected_secret_is_auth_failed_with_the_aadsts_code_and_no_secret(emu, caplog):
+    caplog.set_level(logging.DEBUG)
+    wrong = "Wr0ng-secret-value-that-must-not-leak"
+    with pytest.raises(AuthError) as caught:
+        run_action("enrich_ip", {"ips": ["8.8.8.8"]}, memory(emu, client_secret=wrong))
+    assert caught.value.code == "auth_failed"
+    assert "AADSTS7000215" in caught.value.message
+    assert wrong not in caught.value.message and wrong not in caplog.text
+    assert emu.stats_calls() == []
+
+
+def test_a_missing_permission_is_named_by_check_and_by_enrich(emu):
+    emu.set_roles([])
+    for action, inputs in (("test_connection", {}), ("enrich_ip", {"ips": ["8.8.8.8"]})):
+        with pytest.raises(PermissionDeniedError, match="Ip.Read.All") as caught:
+            run_action(action, inputs, memory(emu))
+        assert caught.value.code == "permission_denied"
+
+
+def test_check_signs_in_and_makes_one_stats_call(emu):
+    out = run_action("test_connection", {}, memory(emu))
+    assert out["status"] == "success" and out["stats_call"] == {"ip": "10.209.67.177", "status": "enriched"}
+    assert len(emu.stats_calls()) == 1
+
+
+def test_a_429_from_the_service_is_waited_out_and_retried(emu):
+    emu.script("8.8.8.8", [Answer(status=429, headers={"Retry-After": "1"})])
+    out = run_action("enrich_ip", {"ips": ["8.8.8.8"], "priority": "analyst"}, memory(emu))
+    assert out["records"][0]["status"] in ("enriched", "not_seen")
+    assert len(emu.stats_calls("8.8.8.8")) == 2
+
+
+def test_the_emulators_own_limits_never_see_more_than_the_quota_allows(emu):
+    limits = [{"calls": 10, "per_seconds": 2}, {"calls": 16, "per_seconds": 60}]
+    emu.set_limits(limits)
+    # A share of 0.6 leaves the 4 worker threads' worth of headroom these tiny windows need:
+    # a permit is taken a few milliseconds before its request reaches the service.
+    conn = memory(emu, quota={"backend": "memory", "share": 0.6, "limits": limits})
+    ips = [f"8.8.{i}.1" for i in range(12)]
+    out = run_action("enrich_ip", {"ips": ips, "priority": "analyst", "max_wait_seconds": 3}, conn)
+    assert emu.count(status=429) == 0
+    deferred = [r for r in out["records"] if r["status"] == "deferred"]
+    assert len(deferred) == 12 - 9  # the long window's cap: floor(16 * 0.6) = 9
+    assert all(r["error"]["code"] == "quota_wait_exceeded" and r["error"]["retry_after_seconds"] > 0 for r in deferred)
+
+
+def test_a_redirect_is_not_followed(emu):
+    emu.script("8.8.8.8", [Answer(status=307, headers={"Location": "https://127.0.0.1:1/steal"})])
+    record = run_action("enrich_ip", {"ips": ["8.8.8.8"]}, memory(emu))["records"][0]
+    assert (record["status"], record["error"]["code"]) == ("failed", "http_error")
+    assert len(emu.stats_calls()) == 1
+
+
+def test_an_unsafe_endpoint_is_refused_before_any_request(emu):
+    for key, url in (("api_base_url", "http://127.0.0.1:9"), ("authority_host", "https://login.evil.example")):
+        with pytest.raises(ConfigError) as caught:
+            run_action("enrich_ip", {"ips": ["8.8.8.8"]}, memory(emu, **{key: url}))
+        assert caught.value.code == "unsafe_endpoint"
+    assert emu.requests == []
+
+
+def test_the_connections_ca_bundle_wins_over_requests_ca_bundle_in_the_environment(emu, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    out = run_action("enrich_ip", {"ips": ["10.209.67.177"]}, memory(emu))
+    assert out["records"][0]["status"] == "enriched"
+
+
+def test_without_the_emulators_ca_tls_verification_fails_the_call(emu):
+    conn = memory(emu)
+    del conn["ca_bundle"]
+    with pytest.raises(ServiceUnavailableError, match="TLS"):
+        run_action("enrich_ip", {"ips": ["8.8.8.8"]}, conn)
+    assert emu.token_requests == []
+
+
+def _certificate(tmp_path, kind: str, passphrase: bytes | None):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "defender-ip test app")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption())
+    path = tmp_path / f"app.{kind}"
+    if kind == "pem":
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+                         + cert.public_bytes(serialization.Encoding.PEM))
+    else:
+        path.write_bytes(pkcs12.serialize_key_and_certificates(b"app", key, cert, None, encryption))
+    return path, cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.mark.parametrize("kind, passphrase", [("pem", None), ("pem", b"pass-phrase-1"), ("pfx", b"pass-phrase-2"), ("pfx", None)])
+def test_certificate_credentials_sign_in(emu, tmp_path, kind, passphrase):
+    path, cert_pem = _certificate(tmp_path, kind, passphrase)
+    emu.register_certificate(cert_pem)
+    conn = memory(emu, certificate_path=str(path), client_secret=None)
+    if passphrase:
+        conn["certificate_passphrase"] = passphrase.decode()
+    out = run_action("enrich_ip", {"ips": ["10.209.67.177"]}, conn)
+    assert out["records"][0]["status"] == "enriched"
+    assert len(emu.token_requests) == 1
+
+
+def test_a_wrong_certificate_passphrase_is_a_config_error_naming_the_field(emu, tmp_path):
+    path, _ = _certificate(tmp_path, "pem", b"right-passphrase")
+    conn = memory(emu, certificate_path=str(path), certificate_passphrase="wrong-passphrase", client_secret=None)
+    with pytest.raises(ConfigError, match="certificate"):
+        run_action("enrich_ip", {"ips": ["8.8.8.8"]}, conn)
