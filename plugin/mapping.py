@@ -207,7 +207,7 @@ def render_markdown(records: list[dict]) -> str:
             "" if prevalence is None else str(prevalence),
             _md_cell(data.get("first_seen_time_dt") or ""),
             _md_cell(data.get("last_seen_time_dt") or ""),
-            _md_cell(_note(record)),
+            _md_cell(record_note(record)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -271,18 +271,18 @@ def _require_aware(dt: datetime) -> None:
         raise ValueError("datetime must be timezone-aware")
 
 
-def _note(record: dict) -> str:
-    """The Note cell: the assessment for answers, the error for the rest, and cache origin."""
+def record_note(record: dict) -> str:
+    """One line for an analyst: the assessment for answers, the reason for the rest, and cache origin."""
     parts = []
     assessment = record.get("assessment")
     if assessment:
-        parts.append(f"{assessment['prevalence_band']} prevalence")
+        band = assessment["prevalence_band"]
+        parts.append("not seen in the organisation" if band == "none" else f"{band} in the organisation")
         if assessment["recently_first_seen"]:
             parts.append("first seen recently")
     error = record.get("error")
     if error:
-        message = _truncate(str(error.get("message") or ""), _MAX_NOTE)
-        parts.append(f"{error.get('code')}: {message}" if message else str(error.get("code")))
+        parts.append(_truncate(str(error.get("message") or error.get("code")), _MAX_NOTE))
         if error.get("retry_after_seconds") is not None:
             parts.append(f"retry after {error['retry_after_seconds']:.1f} s")
     if record.get("cached"):
