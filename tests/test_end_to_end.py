@@ -183,3 +183,23 @@ def test_a_wrong_certificate_passphrase_is_a_config_error_naming_the_field(emu, 
     conn = memory(emu, certificate_path=str(path), certificate_passphrase="wrong-passphrase", client_secret=None)
     with pytest.raises(ConfigError, match="certificate"):
         run_action("enrich_ip", {"ips": ["8.8.8.8"]}, conn)
+
+
+def _provider(emu, clock):
+    from plugin.auth import TokenProvider
+    from plugin.config import load_connection
+
+    return TokenProvider(load_connection(memory(emu)), sleep=clock.sleep)
+
+
+def test_a_token_endpoint_500_is_retried_and_then_signs_in(emu, clock):
+    emu.script_token([Answer(status=500, body={"error": "server_error"})])
+    assert _provider(emu, clock).token()
+    assert len(emu.token_requests) == 2 and clock.sleeps == [0.5]
+
+
+def test_a_token_endpoint_that_keeps_failing_is_service_unavailable_after_three_attempts(emu, clock):
+    emu.script_token([Answer(status=503)] * 5)
+    with pytest.raises(ServiceUnavailableError):
+        _provider(emu, clock).token()
+    assert len(emu.token_requests) == 3 and clock.sleeps == [0.5, 1.0]

@@ -478,10 +478,10 @@ def test_markdown_one_row_per_record_and_well_formed():
 def test_markdown_content():
     lines = render_markdown(_mixed_records()).split("\n")
     assert lines[2] == (
-        "| 10.209.67.177 | enriched | 63515 | 2017-07-30T13:36:06Z | 2017-08-29T13:32:59Z | common prevalence |"
+        "| 10.209.67.177 | enriched | 63515 | 2017-07-30T13:36:06Z | 2017-08-29T13:32:59Z | common in the organisation |"
     )
-    assert lines[3] == "| 8.8.4.4 | not\\_seen | 0 |  |  | none prevalence; cached |"
-    assert lines[4].startswith("| 127.0.0.1 | skipped |  |  |  | loopback: ")
+    assert lines[3] == "| 8.8.4.4 | not\\_seen | 0 |  |  | not seen in the organisation; cached |"
+    assert lines[4].startswith("| 127.0.0.1 | skipped |  |  |  | loopback address")
     assert lines[5].startswith("| (invalid input) | invalid |")
     assert lines[6].startswith("| (invalid input) | invalid |")
     assert "zone indexes" in lines[6]
