@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_connection_flags(check)
     check.set_defaults(handler=_cmd_check)
 
+    quota = commands.add_parser("quota", parents=[verbose], help="show the shared budget: used/left per window, cooldown")
+    quota.add_argument("--connection", metavar="FILE", help="connection JSON (default: DEFENDER_* env variables)")
+    quota.add_argument("--json", action="store_true", help="print the quota state of every lane as JSON")
+    quota.set_defaults(handler=_cmd_quota, emulator=False)
+
     emulator = commands.add_parser("emulator", parents=[verbose], help="serve the offline Defender API emulator")
     emulator.add_argument("--port", type=int, default=0)
     emulator.add_argument("--write-connection", metavar="FILE", help="write a connection JSON for the emulator")
@@ -123,6 +128,32 @@ def _cmd_check(args) -> int:
     return code
 
 
+def _cmd_quota(args) -> int:
+    from plugin.config import LANES, load_connection
+    from plugin.quota import make_quota
+
+    try:
+        with _connection(args) as document:
+            conn = load_connection(document)
+    except PluginError as error:
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
+        return EXIT_INPUT if isinstance(error, InputError) else EXIT_CONNECTION
+    quota = make_quota(conn)
+    states = {lane: quota.state(lane) for lane in LANES}
+    if args.json:
+        _print_json(states)
+        return EXIT_OK
+    analyst = states["analyst"]
+    print(f"budget {conn.budget_key} ({analyst['backend']})")
+    for i, window in enumerate(analyst["windows"]):
+        lane_caps = ", ".join(f"{lane} {states[lane]['windows'][i]['cap']}" for lane in LANES)
+        print(f"  {window['calls']} calls / {window['per_seconds']:g} s: used {window['used']}, "
+              f"left {window['left']} (caps: {lane_caps}), next slot frees in {window['next_free_in_seconds']:.1f} s")
+    cooldown = analyst["cooldown_seconds"]
+    print(f"  429 cooldown: {cooldown:.1f} s left" if cooldown else "  no 429 cooldown")
+    return EXIT_OK
+
+
 def _cmd_emulator(args) -> int:
     from plugin.emulator import serve
 
@@ -160,6 +191,9 @@ def _connection(args) -> Iterator[dict]:
         overrides = emulator.connection()
         for key in ("client_secret", "certificate_path", "certificate_passphrase", "cloud", "region"):
             connection.pop(key, None)
+        # A fresh emulator has a fresh budget: a budget persisted by earlier runs must not
+        # hold this one back, so the quota stays in this process unless configured.
+        connection.setdefault("quota", {"backend": "memory"})
         yield {**connection, **overrides}
 
 

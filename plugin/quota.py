@@ -1,7 +1,9 @@
 """The call budget: exact sliding windows for every API limit at once, priority lanes and 429 pauses.
 
-Today's store is one process's memory (threads share it); issue 3 adds SQLite and Redis
-stores behind the same interface.
+Three stores behind one interface, chosen by `connection.quota.backend` (see `make_quota`):
+`memory` (threads of one process), `sqlite` (every process on one host, quota_sqlite.py) and
+`redis` (every host, quota_redis.py). All keep one log of send times per budget key; a lane
+only decides where it stops (its cap), never what it counts.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from typing import Callable, Protocol
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
 
-from plugin.config import QuotaSettings
+from plugin.config import Connection, QuotaSettings
+from plugin.errors import ConfigError
 
 
 class Quota(Protocol):
@@ -59,24 +63,10 @@ class MemoryQuota:
         with self._lock:
             now = self._clock()
             self._trim(now)
-            windows = []
-            for window in self._settings.limits:
-                cap = self._settings.cap(window, lane)
-                used = self._count_since(now - window.per_seconds)
-                windows.append({
-                    "calls": window.calls,
-                    "per_seconds": window.per_seconds,
-                    "cap": cap,
-                    "used": used,
-                    "left": max(0, cap - used),
-                    "next_free_in_seconds": round(self._window_wait(window.per_seconds, cap, now), 3),
-                })
-            return {
-                "backend": self.backend,
-                "lane": lane,
-                "windows": windows,
-                "cooldown_seconds": round(max(0.0, self._cooldown_until - now), 3),
-            }
+            measured = [(self._count_since(now - w.per_seconds),
+                         self._window_wait(w.per_seconds, self._settings.cap(w, lane), now))
+                        for w in self._settings.limits]
+            return describe(self.backend, self._settings, lane, self._cooldown_until - now, measured)
 
     def _wait(self, lane: str, now: float) -> float:
         """Seconds until the lane could take a permit in every window and outside any cooldown."""
@@ -101,3 +91,46 @@ class MemoryQuota:
     def _trim(self, now: float) -> None:
         """Forget sends older than the longest window."""
         del self._log[: bisect.bisect_right(self._log, now - self._longest)]
+
+
+def describe(backend: str, settings: QuotaSettings, lane: str, cooldown: float,
+             measured: Sequence[tuple[int, float]]) -> dict:
+    """The `state()` dict every backend returns: per window (same order as settings.limits) the
+    sends of the whole budget in it, the lane's cap and what is left, and any 429 cooldown."""
+    windows = []
+    for window, (used, wait) in zip(settings.limits, measured):
+        cap = settings.cap(window, lane)
+        windows.append({
+            "calls": window.calls,
+            "per_seconds": window.per_seconds,
+            "cap": cap,
+            "used": used,
+            "left": max(0, cap - used),
+            "next_free_in_seconds": round(max(0.0, wait), 3),
+        })
+    return {"backend": backend, "lane": lane, "windows": windows, "cooldown_seconds": round(max(0.0, cooldown), 3)}
+
+
+def make_quota(conn: Connection, *, clock: Callable[[], float] | None = None) -> Quota:
+    """The budget store of `conn.quota.backend`, keyed by `conn.budget_key`.
+
+    `clock` (tests) replaces the store's clock: monotonic seconds for memory, wall-clock
+    seconds for sqlite (its log is shared by processes, and monotonic time is per process).
+    Redis always runs on the Redis server's clock, so it refuses one.
+    """
+    settings = conn.quota
+    if settings.backend == "memory":
+        return MemoryQuota(settings, clock or time.monotonic)
+    if settings.backend == "sqlite":
+        from plugin.quota_sqlite import SQLiteQuota
+
+        return SQLiteQuota(settings, Path(conn.state_dir) / "quota.sqlite3", conn.budget_key, clock=clock or time.time)
+    if settings.backend == "redis":
+        if clock is not None:
+            raise ValueError("the redis quota runs on the Redis server's clock; it takes no clock")
+        if not settings.redis_url:
+            raise ConfigError("connection.quota.redis_url: required for the redis backend")
+        from plugin.quota_redis import RedisQuota
+
+        return RedisQuota(settings, settings.redis_url, conn.budget_key)
+    raise ConfigError("connection.quota.backend: must be memory, sqlite or redis")

@@ -20,6 +20,13 @@ def pytest_configure(config):
 
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_state_dir(tmp_path_factory):
+    """Quota and cache files go to a temporary folder, for this process and the CLIs it starts."""
+    os.environ["DEFENDER_IP_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def fresh_process_state():
     """Each test starts like a new process: no shared session, token or in-memory budget."""

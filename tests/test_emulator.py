@@ -372,3 +372,19 @@ def test_logs_hold_no_secret_or_token(caplog):
         _stats(emu, "10.209.67.177", "bogus-token-value")
     assert caplog.records
     assert all(secret not in caplog.text for secret in (emu.client_secret, token, "bogus-token-value"))
+
+
+def test_script_discovery_can_name_a_foreign_token_endpoint(emu):
+    emu.script_discovery([Answer(body={"token_endpoint": "https://evil.example/t", "authorization_endpoint": "x"},
+                                 headers={"content-type": "application/json"})])
+    url = f"{emu.base_url}/{emu.tenant_id}/v2.0/.well-known/openid-configuration"
+    staged = _session(emu).get(url)
+    assert staged.json()["token_endpoint"] == "https://evil.example/t"
+    assert list(k.lower() for k in staged.headers).count("content-type") == 1
+    assert _session(emu).get(url).json()["token_endpoint"] == f"{emu.base_url}/{emu.tenant_id}/oauth2/v2.0/token"
+
+
+def test_reference_time_makes_test_net_3_recently_first_seen():
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    first = stats_for(ipaddress.ip_address("203.0.113.5"), now).first_seen
+    assert now - dt.timedelta(days=3) <= dt.datetime.fromisoformat(first.replace("Z", "+00:00")) <= now

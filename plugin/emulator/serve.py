@@ -22,17 +22,20 @@ def write_connection(path: str, connection: dict) -> None:
 
 def _wait_for_stop() -> None:
     stop = threading.Event()
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        # Handle SIGINT too: a shell starts background jobs with SIGINT ignored, and
+        # `kill -INT` should still stop the emulator cleanly.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def serve(port: int = 0, write_connection_path: str | None = None, **emulator_kwargs) -> int:

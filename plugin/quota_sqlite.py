@@ -1,0 +1,135 @@
+"""The budget of every process on one host: a sliding log of send times in SQLite, in the state dir.
+
+Why not pyrate-limiter's SQLiteBucket (4.6.0, evaluated for issue 3): on a refusal it reports
+the wait of the *first* full window only (10/1 s + 15/5 s, both full: it says 0.9 s, the true
+wait is 3.8 s, and the retry after 0.9 s is refused again), its rate-list check rejects real
+limit sets (10/1 s with 16/1.5 s, or 10/1 s with 10/60 s), it has no 429 pause, and it needs
+`filelock` plus a second lock file. What remains is a count and an insert: done here in one
+`BEGIN IMMEDIATE` transaction, which SQLite already serialises across processes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from plugin.config import QuotaSettings
+from plugin.quota import describe
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS quota_sends (budget TEXT NOT NULL, t REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS quota_sends_by_budget ON quota_sends (budget, t);
+CREATE TABLE IF NOT EXISTS quota_cooldown (budget TEXT PRIMARY KEY, until REAL NOT NULL);
+"""
+
+
+class SQLiteQuota:
+    """Exact sliding windows shared by every process that opens the same file with the same budget key.
+
+    `clock` must be wall-clock seconds (default time.time): the log outlives the process and
+    is read by others, and monotonic time means nothing outside the process that read it.
+    """
+
+    backend = "sqlite"
+
+    def __init__(self, settings: QuotaSettings, path: str | os.PathLike, budget_key: str, *,
+                 clock: Callable[[], float] = time.time, busy_timeout: float = 30.0):
+        self._settings = settings
+        self._path = Path(path)
+        self._key = budget_key
+        self._clock = clock
+        self._busy_timeout = busy_timeout
+        self._longest = max(w.per_seconds for w in settings.limits)
+        self._lock = threading.Lock()  # one sqlite3 connection, used by one thread at a time
+        self._db: sqlite3.Connection | None = None
+        self._pid = 0
+        self.last_permit_at: float | None = None  # clock reading of the last permit taken here (diagnostics, tests)
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._transaction("DEFERRED"):
+            pass  # open and create the schema now, so a bad state dir fails at once
+
+    def try_acquire(self, lane: str) -> float:
+        """Take one permit now and return 0, or take nothing and return the seconds to wait."""
+        with self._transaction("IMMEDIATE") as db:
+            # Read the clock inside the write lock: stamps then increase in commit order, so no
+            # process can insert a send "in the past" that another already counted past.
+            now = self._clock()
+            cooldown, measured = self._measure(db, lane, now)
+            wait = max(cooldown, *(w for _, w in measured))
+            if wait > 0:
+                return wait
+            db.execute("DELETE FROM quota_sends WHERE budget = ? AND t <= ?", (self._key, now - self._longest))
+            db.execute("INSERT INTO quota_sends (budget, t) VALUES (?, ?)", (self._key, now))
+            self.last_permit_at = now
+            return 0.0
+
+    def pause(self, seconds: float) -> None:
+        """Stop every caller of this budget, in any process, for `seconds`; never shortens a longer pause."""
+        with self._transaction("IMMEDIATE") as db:
+            db.execute(
+                "INSERT INTO quota_cooldown (budget, until) VALUES (?, ?) "
+                "ON CONFLICT (budget) DO UPDATE SET until = max(until, excluded.until)",
+                (self._key, self._clock() + seconds),
+            )
+
+    def state(self, lane: str) -> dict:
+        """Used/left per window for the lane, and any cooldown, for the envelope."""
+        with self._transaction("DEFERRED") as db:  # a read snapshot: counts and waits agree
+            now = self._clock()
+            cooldown, measured = self._measure(db, lane, now)
+        return describe(self.backend, self._settings, lane, cooldown, measured)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None and self._pid == os.getpid():
+                self._db.close()
+            self._db = None
+
+    def _measure(self, db: sqlite3.Connection, lane: str, now: float) -> tuple[float, list[tuple[int, float]]]:
+        """The cooldown left, and per window: sends of the whole budget in it and the lane's wait."""
+        row = db.execute("SELECT until FROM quota_cooldown WHERE budget = ?", (self._key,)).fetchone()
+        cooldown = max(0.0, row[0] - now) if row else 0.0
+        measured = []
+        for window in self._settings.limits:
+            since = now - window.per_seconds  # a window is (now - per, now], as in MemoryQuota
+            (used,) = db.execute("SELECT COUNT(*) FROM quota_sends WHERE budget = ? AND t > ?",
+                                 (self._key, since)).fetchone()
+            cap = self._settings.cap(window, lane)
+            wait = 0.0
+            if used >= cap:
+                # The send whose leaving makes room for one more: the (used - cap + 1)-th oldest.
+                (oldest,) = db.execute(
+                    "SELECT t FROM quota_sends WHERE budget = ? AND t > ? ORDER BY t LIMIT 1 OFFSET ?",
+                    (self._key, since, used - cap),
+                ).fetchone()
+                wait = oldest + window.per_seconds - now
+            measured.append((used, wait))
+        return cooldown, measured
+
+    @contextmanager
+    def _transaction(self, mode: str) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE takes SQLite's write lock up front (waiting up to the busy timeout), so the
+        count and the insert of one permit are atomic against every other process and thread."""
+        with self._lock:
+            db = self._connection()
+            db.execute(f"BEGIN {mode}")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _connection(self) -> sqlite3.Connection:
+        # A connection must not cross a fork: a child opens its own (the parent's stays the parent's).
+        if self._db is None or self._pid != os.getpid():
+            db = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")  # readers (state) never block the writer
+            db.executescript(SCHEMA)
+            self._db, self._pid = db, os.getpid()
+        return self._db
