@@ -7,12 +7,12 @@ import importlib
 from plugin import schemas
 from plugin.config import load_connection
 from plugin.errors import InputError
-from plugin.resources import load_manifest
+from plugin.resources import manifest_action
 
 
 def run_action(action_id: str, inputs: dict, connection: dict) -> dict:
     """Run one manifest action; whole-call problems raise a PluginError subclass."""
-    action = _find_action(action_id)
+    action = manifest_action(action_id)
     if not isinstance(inputs, dict):
         raise InputError("inputs: must be a JSON object")
     schemas.validate(inputs, action["input_schema"], error_cls=InputError, root="inputs")
@@ -20,18 +20,6 @@ def run_action(action_id: str, inputs: dict, connection: dict) -> dict:
     output = _entrypoint(action["entrypoint"])(inputs, conn)
     schemas.validate_output(output, action["output_schema"])
     return output
-
-
-def action_ids() -> list[str]:
-    """The ids of the actions the manifest declares."""
-    return [action["id"] for action in load_manifest()["actions"]]
-
-
-def _find_action(action_id: str) -> dict:
-    for action in load_manifest()["actions"]:
-        if action["id"] == action_id:
-            return action
-    raise InputError(f"action: unknown action; expected one of {', '.join(action_ids())}")
 
 
 def _entrypoint(spec: str):

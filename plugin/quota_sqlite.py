@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from plugin.config import QuotaSettings
+from plugin.errors import ConfigError
 from plugin.quota import describe
 
 SCHEMA = """
@@ -49,9 +50,12 @@ class SQLiteQuota:
         self._db: sqlite3.Connection | None = None
         self._pid = 0
         self.last_permit_at: float | None = None  # clock reading of the last permit taken here (diagnostics, tests)
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with self._transaction("DEFERRED"):
-            pass  # open and create the schema now, so a bad state dir fails at once
+        try:  # open and create the schema now, so a bad state dir fails at once, named
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with self._transaction("DEFERRED"):
+                pass
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"connection.state_dir: cannot open the quota store there ({type(exc).__name__})") from None
 
     def try_acquire(self, lane: str) -> float:
         """Take one permit now and return 0, or take nothing and return the seconds to wait."""

@@ -14,7 +14,7 @@ import requests
 from plugin.auth import TokenProvider
 from plugin.config import Connection
 from plugin.errors import AuthError, PermissionDeniedError, ServiceUnavailableError
-from plugin.quota import MemoryQuota, Quota
+from plugin.quota import Quota, make_quota
 from plugin.retry import DEFAULT_RETRY_AFTER_SECONDS, RetryPolicy, parse_retry_after
 from plugin.transport import api_session
 
@@ -80,7 +80,9 @@ class DefenderSession:
         rng: random.Random | None = None,
     ):
         self.conn = conn
-        self.quota = quota or MemoryQuota(conn.quota, clock)
+        # Only the in-process store may run on this session's (possibly fake) monotonic clock;
+        # SQLite and Redis run on clocks every process shares.
+        self.quota = quota or make_quota(conn, clock=clock if conn.quota.backend == "memory" else None)
         self.tokens = tokens or TokenProvider(conn, sleep=sleep)
         self.http = http or api_session(conn)
         self.policy = policy
@@ -189,13 +191,16 @@ def shared_session(conn: Connection) -> DefenderSession:
     with _shared_lock:
         session = _sessions.get(session_key)
         if session is None:
-            quota = _quotas.setdefault(quota_key, MemoryQuota(conn.quota))
-            session = _sessions[session_key] = DefenderSession(conn, quota=quota)
+            if quota_key not in _quotas:
+                _quotas[quota_key] = make_quota(conn)
+            session = _sessions[session_key] = DefenderSession(conn, quota=_quotas[quota_key])
         return session
 
 
 def forget_shared_sessions() -> None:
     """Drop every shared session and in-process quota (a fresh process, for tests)."""
     with _shared_lock:
+        for quota in _quotas.values():
+            getattr(quota, "close", lambda: None)()
         _sessions.clear()
         _quotas.clear()

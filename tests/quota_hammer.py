@@ -36,6 +36,6 @@ def hammer(backend, target, budget_key, limits, seconds, barrier, results) -> No
     results.put(stamps)
 
 
-def pause_then_report(backend, target, budget_key, limits, seconds) -> None:
-    """Another process's 429: pause the shared budget."""
+def pause_budget(backend, target, budget_key, limits, seconds) -> None:
+    """Another process saw a 429: it pauses the shared budget for `seconds`."""
     open_quota(backend, target, budget_key, limits).pause(seconds)

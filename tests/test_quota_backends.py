@@ -10,11 +10,12 @@ import math
 import multiprocessing
 import os
 import stat
+import time
 import uuid
 
 import pytest
 import redis
-from quota_hammer import hammer, open_quota, pause_then_report
+from quota_hammer import hammer, open_quota, pause_budget
 from redis_server import free_port, redis_url  # noqa: F401  (the fixture)
 from support import FakeClock, connection_doc
 
@@ -125,6 +126,14 @@ def test_a_pause_stops_every_lane_is_extended_never_shortened_and_adds_to_a_wind
     assert quota.try_acquire("analyst") == pytest.approx(1.0)  # the window's wait is the longer one
 
 
+def test_threads_sharing_one_quota_take_exactly_the_cap(clocked):
+    from concurrent.futures import ThreadPoolExecutor
+
+    quota = clocked(limits=((40, 60.0), (100, 3600.0)))
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(lambda _: take_all(quota), range(8))) == 40
+
+
 def test_state_has_the_memory_shape_with_the_backend_name(clocked):
     quota = clocked(limits=((10, 1.0), (30, 5.0)))
     for _ in range(4):
@@ -194,6 +203,10 @@ def test_make_quota_picks_the_backend_and_creates_a_private_state_dir(tmp_path):
     assert (tmp_path / "new" / "state" / "quota.sqlite3").is_file()
     memory = dataclasses.replace(conn, quota=dataclasses.replace(conn.quota, backend="memory"))
     assert isinstance(make_quota(memory, clock=FakeClock()), MemoryQuota)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(ConfigError, match="state_dir"):
+        make_quota(dataclasses.replace(conn, state_dir=str(blocked / "state")))
     no_url = dataclasses.replace(conn, quota=dataclasses.replace(conn.quota, backend="redis", redis_url=None))
     with pytest.raises(ConfigError, match="redis_url"):
         make_quota(no_url)
@@ -225,8 +238,6 @@ def test_redis_reports_the_longer_wait_when_both_windows_are_full(redis_url):  #
     quota = RedisQuota(settings(limits=((3, 0.5), (4, 2.0))), redis_url, new_key())
     assert quota.try_acquire("analyst") == 0
     first = quota.last_permit_at
-    import time
-
     time.sleep(0.6)
     assert take_all(quota) == 3
     before = server_time(redis_url)
@@ -331,7 +342,7 @@ def test_a_pause_in_one_process_stops_the_others(backend, tmp_path, request):
     key, limits = new_key(), ((10, 1.0),)
     here = open_quota(backend, target, key, limits)
     assert here.try_acquire("analyst") == 0
-    child = multiprocessing.get_context("spawn").Process(target=pause_then_report, args=(backend, target, key, limits, 30.0))
+    child = multiprocessing.get_context("spawn").Process(target=pause_budget, args=(backend, target, key, limits, 30.0))
     child.start()
     child.join(30)
     assert child.exitcode == 0
