@@ -65,13 +65,11 @@ def peak_ratio(arrivals: list[float]) -> list[float]:
 
 
 def worker(tool: str, connection: Path, ips: list[str], priority: str, state_dir: Path) -> subprocess.Popen:
-    inputs = json.dumps({"ips": ips, "priority": priority, "max_wait_seconds": 3600})
+    inputs = connection.with_name(f"inputs-{ips[0]}.json")
+    inputs.write_text(json.dumps({"ips": ips, "priority": priority, "max_wait_seconds": 3600}))
     env = {**os.environ, "DEFENDER_IP_STATE_DIR": str(state_dir)}
-    proc = subprocess.Popen([tool, "run", "enrich_ip", "--connection", str(connection)], stdin=subprocess.PIPE,
+    return subprocess.Popen([tool, "run", "enrich_ip", "--connection", str(connection), "--input", str(inputs)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    proc.stdin.write(inputs)
-    proc.stdin.close()
-    return proc
 
 
 def write_connection(emu: Emulator, path: Path, quota: dict) -> Path:

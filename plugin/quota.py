@@ -19,10 +19,19 @@ from plugin.errors import ConfigError
 
 
 class Quota(Protocol):
-    """What the session asks of a budget."""
+    """What the session asks of a budget.
 
-    def try_acquire(self, lane: str) -> float:
-        """Take one permit now and return 0, or take nothing and return the seconds to wait."""
+    A permit is stamped when it is taken and stamped again, later, when its request has been
+    answered (`settle`). Why: the service counts a call when it *arrives*, a few milliseconds
+    (a TLS handshake, a busy host) after its permit. Counting each call until its answer came
+    back keeps every window the service sees within the cap, whatever that delay was.
+    """
+
+    def try_acquire(self, lane: str, permit: str | None = None) -> float:
+        """Take one permit (named `permit`, for settle) now and return 0, or take nothing and return the seconds to wait."""
+
+    def settle(self, permit: str) -> None:
+        """Restamp a taken permit with the current time, once its request is answered or abandoned."""
 
     def pause(self, seconds: float) -> None:
         """Stop every caller of this budget for `seconds` (after a 429)."""
@@ -41,17 +50,29 @@ class MemoryQuota:
         self._clock = clock
         self._lock = threading.Lock()
         self._log: list[float] = []  # send times, ascending
+        self._stamps: dict[str, float] = {}  # permit name -> its time in the log, until settled
         self._cooldown_until = 0.0
         self._longest = max(w.per_seconds for w in settings.limits)
 
-    def try_acquire(self, lane: str) -> float:
+    def try_acquire(self, lane: str, permit: str | None = None) -> float:
         """Take one permit now and return 0, or take nothing and return the seconds to wait."""
         with self._lock:
             now = self._clock()
             wait = self._wait(lane, now)
             if wait <= 0:
-                self._log.append(now)
+                bisect.insort(self._log, now)
+                if permit is not None:
+                    self._stamps[permit] = now
             return wait
+
+    def settle(self, permit: str) -> None:
+        """Restamp a taken permit with the current time, once its request is answered or abandoned."""
+        with self._lock:
+            stamp = self._stamps.pop(permit, None)
+            index = bisect.bisect_left(self._log, stamp) if stamp is not None else len(self._log)
+            if index < len(self._log) and self._log[index] == stamp:
+                del self._log[index]
+                bisect.insort(self._log, max(stamp, self._clock()))
 
     def pause(self, seconds: float) -> None:
         """Stop every caller of this budget for `seconds` (after a 429)."""

@@ -22,7 +22,7 @@ from plugin.quota import describe
 
 # KEYS[1]: sorted set, one member per send, score = server time in microseconds.
 # KEYS[2]: the 429 cooldown: its end in server microseconds (expires with it).
-# ARGV: mode ('take' | 'peek' | 'pause'), member, longest window (us), pause (us),
+# ARGV: mode ('take' | 'peek' | 'pause' | 'settle'), member, longest window (us), pause (us),
 #       then per window: its length (us) and the lane's cap.
 # Returns {taken (0/1), now, cooldown left, then per window: used, wait} in integer microseconds.
 # Times are integers below 2^53, so exact in Lua's doubles; string.format('%.0f') keeps them
@@ -39,6 +39,10 @@ if mode == 'pause' then
     redis.call('SET', KEYS[2], string.format('%.0f', now + pause), 'PX', math.ceil(pause / 1000) + 1)
   end
   return {0, now, pause}
+end
+if mode == 'settle' then  -- restamp a taken permit (XX: only if it is still in the log)
+  redis.call('ZADD', KEYS[1], 'XX', 'GT', string.format('%.0f', now), ARGV[2])
+  return {0, now, 0}
 end
 local cooldown = math.max(0, tonumber(redis.call('GET', KEYS[2]) or '0') - now)
 local reply = {0, now, cooldown}
@@ -85,13 +89,17 @@ class RedisQuota:
         self._script = self._redis.register_script(SCRIPT)  # EVALSHA, falling back to EVAL on NoScriptError
         self.last_permit_at: float | None = None  # server time of the last permit taken here (diagnostics, tests)
 
-    def try_acquire(self, lane: str) -> float:
+    def try_acquire(self, lane: str, permit: str | None = None) -> float:
         """Take one permit now and return 0, or take nothing and return the seconds to wait."""
-        taken, now, cooldown, measured = self._run("take", lane)
+        taken, now, cooldown, measured = self._run("take", lane, member=permit)
         if taken:
             self.last_permit_at = now
             return 0.0
         return max(cooldown, *(w for _, w in measured))
+
+    def settle(self, permit: str) -> None:
+        """Restamp a taken permit with the server's current time, once its request is answered or abandoned."""
+        self._run("settle", "analyst", member=permit)
 
     def pause(self, seconds: float) -> None:
         """Stop every caller of this budget, on any host, for `seconds`; never shortens a longer pause."""
@@ -105,8 +113,9 @@ class RedisQuota:
     def close(self) -> None:
         self._redis.close()
 
-    def _run(self, mode: str, lane: str, pause_us: int = 0) -> tuple[bool, float, float, list[tuple[int, float]]]:
-        args: list[object] = [mode, uuid.uuid4().hex, self._longest_us, pause_us]
+    def _run(self, mode: str, lane: str, pause_us: int = 0,
+             member: str | None = None) -> tuple[bool, float, float, list[tuple[int, float]]]:
+        args: list[object] = [mode, member or uuid.uuid4().hex, self._longest_us, pause_us]
         for window in self._settings.limits:
             args += [math.ceil(window.per_seconds * US), self._settings.cap(window, lane)]
         try:

@@ -23,8 +23,9 @@ from plugin.errors import ConfigError
 from plugin.quota import describe
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS quota_sends (budget TEXT NOT NULL, t REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS quota_sends (budget TEXT NOT NULL, t REAL NOT NULL, permit TEXT);
 CREATE INDEX IF NOT EXISTS quota_sends_by_budget ON quota_sends (budget, t);
+CREATE INDEX IF NOT EXISTS quota_sends_by_permit ON quota_sends (permit);
 CREATE TABLE IF NOT EXISTS quota_cooldown (budget TEXT PRIMARY KEY, until REAL NOT NULL);
 """
 
@@ -57,7 +58,7 @@ class SQLiteQuota:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"connection.state_dir: cannot open the quota store there ({type(exc).__name__})") from None
 
-    def try_acquire(self, lane: str) -> float:
+    def try_acquire(self, lane: str, permit: str | None = None) -> float:
         """Take one permit now and return 0, or take nothing and return the seconds to wait."""
         with self._transaction("IMMEDIATE") as db:
             # Read the clock inside the write lock: stamps then increase in commit order, so no
@@ -68,9 +69,15 @@ class SQLiteQuota:
             if wait > 0:
                 return wait
             db.execute("DELETE FROM quota_sends WHERE budget = ? AND t <= ?", (self._key, now - self._longest))
-            db.execute("INSERT INTO quota_sends (budget, t) VALUES (?, ?)", (self._key, now))
+            db.execute("INSERT INTO quota_sends (budget, t, permit) VALUES (?, ?, ?)", (self._key, now, permit))
             self.last_permit_at = now
             return 0.0
+
+    def settle(self, permit: str) -> None:
+        """Restamp a taken permit with the current time, once its request is answered or abandoned."""
+        with self._transaction("IMMEDIATE") as db:
+            db.execute("UPDATE quota_sends SET t = max(t, ?), permit = NULL WHERE budget = ? AND permit = ?",
+                       (self._clock(), self._key, permit))
 
     def pause(self, seconds: float) -> None:
         """Stop every caller of this budget, in any process, for `seconds`; never shortens a longer pause."""

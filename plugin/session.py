@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -98,10 +99,10 @@ class DefenderSession:
         throttled = False
         while True:
             token = self.tokens.token()  # before the permit, so a slow sign-in does not age it
-            self._wait_for_permit(lane, deadline, "throttled" if throttled else "quota_wait_exceeded")
+            permit = self._wait_for_permit(lane, deadline, "throttled" if throttled else "quota_wait_exceeded")
             meter.count_call()
             try:
-                response = self._send(url, params, token)
+                response = self._send(url, params, token, permit)
             except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
                 code = "timeout" if isinstance(exc, requests.exceptions.Timeout) else "connection_error"
                 failures += 1
@@ -132,12 +133,13 @@ class DefenderSession:
                 continue
             return response
 
-    def _wait_for_permit(self, lane: str, deadline: float, code: str) -> None:
-        """Sleep until the quota grants a permit; defer at once when that would pass the deadline."""
+    def _wait_for_permit(self, lane: str, deadline: float, code: str) -> str:
+        """Sleep until the quota grants a permit and return its name; defer at once when that would pass the deadline."""
+        permit = uuid.uuid4().hex
         while True:
-            wait = self.quota.try_acquire(lane)
+            wait = self.quota.try_acquire(lane, permit)
             if wait <= 0:
-                return
+                return permit
             if self.clock() + wait > deadline:
                 raise CallDeferred(code, round(wait, 3))
             self.sleep(wait)
@@ -151,8 +153,8 @@ class DefenderSession:
             raise CallFailed(code, f"{message}; no time left to retry")
         self.sleep(delay)
 
-    def _send(self, url: str, params: dict, token: str) -> Response:
-        """One request with the bearer token; reads at most MAX_BODY_BYTES of the body."""
+    def _send(self, url: str, params: dict, token: str, permit: str) -> Response:
+        """One request with the bearer token, reading at most MAX_BODY_BYTES; settles the permit after."""
         try:
             with self.http.get(
                 url,
@@ -165,6 +167,8 @@ class DefenderSession:
             raise ServiceUnavailableError(
                 "the Defender API failed TLS verification (check connection.ca_bundle)"
             ) from None
+        finally:
+            self.quota.settle(permit)
 
 
 def _read_capped(raw: requests.Response) -> bytes:

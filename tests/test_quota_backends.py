@@ -126,6 +126,22 @@ def test_a_pause_stops_every_lane_is_extended_never_shortened_and_adds_to_a_wind
     assert quota.try_acquire("analyst") == pytest.approx(1.0)  # the window's wait is the longer one
 
 
+def test_a_settled_permit_counts_from_when_its_answer_came_back(clocked):
+    # The service counts a call when it arrives; a permit taken at 0 whose answer came back
+    # at 0.4 may have arrived as late as 0.4, so its slot frees at 1.4, not at 1.0.
+    quota = clocked(limits=((2, 1.0),))
+    assert quota.try_acquire("analyst", "first") == 0
+    assert quota.try_acquire("analyst", "second") == 0
+    clocked.clock.now += 0.4
+    quota.settle("first")
+    quota.settle("unknown")  # settling a permit the store no longer holds changes nothing
+    clocked.clock.now += 0.6
+    assert quota.try_acquire("analyst") == 0  # "second" (stamped 0) has left the window
+    assert quota.try_acquire("analyst") == pytest.approx(0.4)
+    clocked.clock.now += 0.4
+    assert quota.try_acquire("analyst") == 0
+
+
 def test_threads_sharing_one_quota_take_exactly_the_cap(clocked):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -266,6 +282,16 @@ def test_redis_pause_is_extended_never_shortened_and_keys_expire(redis_url):  # 
     client = redis.Redis.from_url(redis_url)
     sends, cooldown = quota.keys
     assert 0 < client.pttl(sends) <= 4001 and 1900 < client.pttl(cooldown) <= 2001
+
+
+def test_redis_settle_restamps_a_permit_on_the_server_clock(redis_url):  # noqa: F811
+    quota = RedisQuota(settings(limits=((1, 1.0),)), redis_url, new_key())
+    assert quota.try_acquire("analyst", "p1") == 0
+    time.sleep(0.2)
+    quota.settle("p1")
+    wait = quota.try_acquire("analyst")
+    # Counted from the settle: about 1.0 s; counted from the permit it would be about 0.8 s.
+    assert wait == pytest.approx(1.0, abs=0.05)
 
 
 def test_redis_survives_script_flush(redis_url):  # noqa: F811
