@@ -140,3 +140,21 @@ def test_a_wrong_secret_makes_check_exit_3_with_the_aadsts_code(tmp_path):
 def test_python_dash_m_plugin_is_the_same_command(tmp_path):
     result = subprocess.run([sys.executable, "-m", "plugin", "--version"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("defender-ip ")
+
+
+def test_quota_shows_what_earlier_processes_used_of_the_shared_budget(tmp_path):
+    from plugin.emulator import Emulator
+
+    with Emulator() as emu:
+        path = tmp_path / "connection.json"
+        path.write_text(json.dumps(emu.connection(quota={"backend": "sqlite"}, state_dir=str(tmp_path / "state"))))
+        ran = cli("run", "enrich_ip", "--connection", str(path), cwd=tmp_path, stdin=json.dumps({"ips": ["8.8.8.8", "8.8.4.4"]}))
+        assert ran.returncode == 0, ran.stderr
+        shown = cli("quota", "--connection", str(path), "--json", cwd=tmp_path)
+        text = cli("quota", "--connection", str(path), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    state = json.loads(shown.stdout)
+    assert [w["used"] for w in state["analyst"]["windows"]] == [2, 2]
+    assert [w["cap"] for w in state["scheduled"]["windows"]] == [76, 1140]
+    assert state["analyst"]["backend"] == "sqlite"
+    assert "used 2, left 93" in text.stdout and "no 429 cooldown" in text.stdout
