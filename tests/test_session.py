@@ -174,3 +174,15 @@ def test_the_look_back_window_is_sent_as_lookBackHours(world):
     adapter.register_uri("GET", URL, **OK)
     enrich(world, look_back_hours=24)
     assert calls_to(adapter)[0].qs == {"lookbackhours": ["24"]}
+
+
+def test_an_analyst_is_served_at_once_while_a_scheduled_job_holds_its_lane_full(world):
+    session, adapter, _, clock, _ = world
+    adapter.register_uri("GET", URL, **OK)
+    while session.quota.try_acquire("scheduled") == 0:  # a batch job fills its 80 %
+        pass
+    scheduled = enrich(world, priority="scheduled", max_wait_seconds=30)["records"][0]
+    assert scheduled["status"] == "deferred" and scheduled["error"]["retry_after_seconds"] == pytest.approx(60, abs=0.1)
+    analyst = enrich(world, priority="analyst")["records"][0]
+    assert analyst["status"] == "enriched"
+    assert clock.sleeps == []  # nobody slept: the batch deferred at once, the analyst had room
