@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from typing import Callable
 from urllib.parse import quote
 
-from plugin.models import LookupOutcome
-from plugin.session import MAX_BODY_BYTES, CallDeferred, CallFailed, DefenderSession, Meter
+from plugin.models import LookupOutcome, Meter
+from plugin.session import MAX_BODY_BYTES, CallDeferred, CallFailed, DefenderSession
 from plugin.stats import BadResponse, parse_stats
 
 STATS_PATH = "/api/ips/{ip}/stats"

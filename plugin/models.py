@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -31,3 +32,17 @@ class LookupOutcome:
     retry_after_seconds: float | None = None
     retrieved_at: datetime | None = None  # timezone-aware UTC
     cached: bool = False
+
+
+@dataclass
+class Meter:
+    """Counts what one action call spent: requests sent and results served from the cache."""
+
+    api_calls: int = 0
+    cache_hits: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count_call(self) -> None:
+        """Record one request sent to the API."""
+        with self._lock:
+            self.api_calls += 1

@@ -16,6 +16,7 @@ from typing import Callable, Protocol, Sequence
 
 from plugin.config import Connection, QuotaSettings
 from plugin.errors import ConfigError
+from plugin.shared import shared
 
 
 class Quota(Protocol):
@@ -155,3 +156,8 @@ def make_quota(conn: Connection, *, clock: Callable[[], float] | None = None) ->
 
         return RedisQuota(settings, settings.redis_url, conn.budget_key)
     raise ConfigError("connection.quota.backend: must be memory, sqlite or redis")
+
+
+def shared_quota(conn: Connection) -> Quota:
+    """The process-wide store of this connection's budget (one per app + tenant and settings)."""
+    return shared(("quota", conn.budget_key, repr(conn.quota), conn.state_dir), lambda: make_quota(conn))

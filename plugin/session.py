@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import requests
 
-from plugin.auth import TokenProvider
 from plugin.config import Connection
 from plugin.errors import AuthError, PermissionDeniedError, ServiceUnavailableError
-from plugin.quota import Quota, make_quota
+from plugin.models import Meter
+from plugin.quota import Quota, make_quota, shared_quota
+from plugin.shared import shared
 from plugin.retry import DEFAULT_RETRY_AFTER_SECONDS, RetryPolicy, parse_retry_after
 from plugin.transport import api_session
+
+if TYPE_CHECKING:
+    from plugin.auth import TokenProvider
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +45,6 @@ class CallFailed(Exception):
         self.message = message
 
 
-@dataclass
-class Meter:
-    """Counts what one action call spent: requests sent and results served from the cache."""
-
-    api_calls: int = 0
-    cache_hits: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def count_call(self) -> None:
-        """Record one request sent to the API."""
-        with self._lock:
-            self.api_calls += 1
-
-
 @dataclass(frozen=True)
 class Response:
     """A final answer from the API, read within the size cap."""
@@ -73,7 +62,7 @@ class DefenderSession:
         conn: Connection,
         *,
         quota: Quota | None = None,
-        tokens: TokenProvider | None = None,
+        tokens: "TokenProvider | None" = None,
         http: requests.Session | None = None,
         policy: RetryPolicy = RetryPolicy(),
         clock: Callable[[], float] = time.monotonic,
@@ -84,12 +73,25 @@ class DefenderSession:
         # Only the in-process store may run on this session's (possibly fake) monotonic clock;
         # SQLite and Redis run on clocks every process shares.
         self.quota = quota or make_quota(conn, clock=clock if conn.quota.backend == "memory" else None)
-        self.tokens = tokens or TokenProvider(conn, sleep=sleep)
+        self._tokens = tokens
         self.http = http or api_session(conn)
         self.policy = policy
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
+
+    @property
+    def tokens(self) -> "TokenProvider":
+        """The token provider, made on first use.
+
+        Why lazily: MSAL and cryptography are the slowest imports of the plugin, and a call
+        answered entirely from the cache needs neither.
+        """
+        if self._tokens is None:
+            from plugin.auth import TokenProvider
+
+            self._tokens = TokenProvider(self.conn, sleep=self.sleep)
+        return self._tokens
 
     def get(self, path: str, params: dict, *, lane: str, deadline: float, meter: Meter) -> Response:
         """GET `path` and return the final answer, or raise CallDeferred / CallFailed / a whole-call error."""
@@ -183,28 +185,8 @@ def _read_capped(raw: requests.Response) -> bytes:
     return b"".join(chunks)
 
 
-_shared_lock = threading.Lock()
-_sessions: dict[tuple, DefenderSession] = {}
-_quotas: dict[tuple, Quota] = {}
-
-
 def shared_session(conn: Connection) -> DefenderSession:
     """The process-wide session for this connection; every session of one app + tenant shares one quota."""
-    session_key = (conn.budget_key, conn.credential.fingerprint(), conn.endpoints, conn.ca_bundle, conn.timeout_seconds, repr(conn.quota))
-    quota_key = (conn.budget_key, repr(conn.quota))
-    with _shared_lock:
-        session = _sessions.get(session_key)
-        if session is None:
-            if quota_key not in _quotas:
-                _quotas[quota_key] = make_quota(conn)
-            session = _sessions[session_key] = DefenderSession(conn, quota=_quotas[quota_key])
-        return session
-
-
-def forget_shared_sessions() -> None:
-    """Drop every shared session and in-process quota (a fresh process, for tests)."""
-    with _shared_lock:
-        for quota in _quotas.values():
-            getattr(quota, "close", lambda: None)()
-        _sessions.clear()
-        _quotas.clear()
+    key = ("session", conn.budget_key, conn.credential.fingerprint(), conn.endpoints, conn.ca_bundle,
+           conn.timeout_seconds, repr(conn.quota))
+    return shared(key, lambda: DefenderSession(conn, quota=shared_quota(conn)))

@@ -30,11 +30,11 @@ def private_state_dir(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def fresh_process_state():
     """Each test starts like a new process: no shared session, token or in-memory budget."""
-    from plugin.session import forget_shared_sessions
+    from plugin.shared import forget_all
 
-    forget_shared_sessions()
+    forget_all()
     yield
-    forget_shared_sessions()
+    forget_all()
 
 
 @pytest.fixture

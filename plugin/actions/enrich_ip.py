@@ -10,8 +10,8 @@ from plugin.defender import DefenderClient
 from plugin.errors import InputError
 from plugin.ips import ParsedItem, parse_item, split_items
 from plugin.mapping import MappingOptions, build_envelope, build_record
-from plugin.models import LookupOutcome
-from plugin.session import DefenderSession, Meter, shared_session
+from plugin.models import LookupOutcome, Meter
+from plugin.session import DefenderSession, shared_session
 
 # How long a call may wait for quota and Retry-After by default: a person is waiting on an
 # analyst call; a playbook step should not stall a run; a scheduled job can sit in line.

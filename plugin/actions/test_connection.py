@@ -8,7 +8,8 @@ from plugin.config import Connection
 from plugin.defender import DefenderClient
 from plugin.errors import InputError, ServiceUnavailableError
 from plugin.ips import parse_item
-from plugin.session import Meter, shared_session
+from plugin.models import Meter
+from plugin.session import shared_session
 
 DEFAULT_IP = "10.209.67.177"  # the documentation's example IP: any tenant accepts it
 MAX_WAIT_SECONDS = 10.0
