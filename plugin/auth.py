@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,8 +30,47 @@ SIGN_IN_ATTEMPTS = 3  # a token-endpoint 5xx or network error is retried twice, 
 SIGN_IN_BACKOFF_SECONDS = 0.5
 
 
+class TokenCacheFile:
+    """MSAL's token cache, kept in an owner-only file in the state dir so the next process reuses a valid token.
+
+    Why: each `defender-ip run` is a new process; without this every one of them would sign in
+    again. Writes are atomic (a temporary file renamed over the old one), so a reader never
+    sees half a file; the last writer wins, which at worst costs one more sign-in.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.cache = msal.SerializableTokenCache()
+        try:
+            self.cache.deserialize(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError):
+            log.warning("ignoring an unreadable token cache file")
+
+    def save(self) -> None:
+        """Write the cache if it changed; a failure only costs the next process a sign-in."""
+        if not self.cache.has_state_changed:
+            return
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".tokens-")  # mkstemp creates it 0600
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(self.cache.serialize())
+            os.replace(temp, self.path)
+            self.cache.has_state_changed = False
+        except OSError:
+            log.warning("could not save the token cache in the state dir")
+
+
+def token_cache_path(conn: Connection) -> Path:
+    """One cache file per app, tenant and sign-in endpoint, named by a digest (no ids in file names)."""
+    identity = "\0".join((conn.budget_key, conn.endpoints.authority_host, conn.endpoints.scope))
+    return Path(conn.state_dir) / f"tokens-{hashlib.sha256(identity.encode()).hexdigest()[:16]}.json"
+
+
 class TokenProvider:
-    """Gets app-only tokens for the Defender API through MSAL, caching them in memory.
+    """Gets app-only tokens for the Defender API through MSAL, cached in memory and in the state dir.
 
     Thread-safe: a batch's worker threads share one provider and so one token.
     """
@@ -38,7 +80,8 @@ class TokenProvider:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._app: msal.ConfidentialClientApplication | None = None
-        self._cache = msal.TokenCache()
+        self._store = TokenCacheFile(token_cache_path(conn))
+        self._cache = self._store.cache
         self._credential = load_client_credential(conn.credential)
         self.token_requests = 0
 
@@ -69,6 +112,7 @@ class TokenProvider:
                 if item.get("secret") == rejected:
                     self._cache.remove_at(item)
                     log.debug("dropped the access token the API rejected")
+            self._store.save()  # so no other process reuses it either
 
     def _acquire(self) -> str:
         """One attempt at a token; maps every failure to a whole-call error."""
@@ -96,6 +140,7 @@ class TokenProvider:
         if result.get("token_source") == "identity_provider":
             self.token_requests += 1
             log.debug("got a new access token from the sign-in service")
+            self._store.save()
         return result["access_token"]
 
     def _build_app(self) -> msal.ConfidentialClientApplication:

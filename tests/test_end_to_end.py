@@ -203,3 +203,28 @@ def test_a_token_endpoint_that_keeps_failing_is_service_unavailable_after_three_
     with pytest.raises(ServiceUnavailableError):
         _provider(emu, clock).token()
     assert len(emu.token_requests) == 3 and clock.sleeps == [0.5, 1.0]
+
+
+def test_a_second_process_reuses_the_token_from_the_owner_only_cache_file(emu, tmp_path):
+    from plugin.shared import forget_all
+
+    conn = memory(emu, state_dir=str(tmp_path / "state"))
+    run_action("enrich_ip", {"ips": ["8.8.8.8"]}, conn)
+    forget_all()  # what a new process starts with: nothing in memory
+    run_action("enrich_ip", {"ips": ["8.8.4.4"]}, conn)
+    assert len(emu.token_requests) == 1
+    (cache_file,) = (tmp_path / "state").glob("tokens-*.json")
+    assert cache_file.stat().st_mode & 0o077 == 0
+    assert emu.client_secret not in cache_file.read_text()
+
+
+def test_a_revoked_token_is_dropped_from_the_cache_file_too(emu, tmp_path):
+    from plugin.shared import forget_all
+
+    conn = memory(emu, state_dir=str(tmp_path / "state"))
+    run_action("enrich_ip", {"ips": ["8.8.8.8"]}, conn)
+    emu.revoke_tokens()
+    run_action("enrich_ip", {"ips": ["8.8.4.4"]}, conn)  # 401, fresh token, saved
+    forget_all()
+    run_action("enrich_ip", {"ips": ["9.9.9.9"]}, conn)
+    assert len(emu.token_requests) == 2 and emu.count(status=401) == 1
