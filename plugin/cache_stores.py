@@ -68,10 +68,11 @@ class SQLiteCache:
         self._pid = 0
         self._puts = 0
         self._outage = _Outage("sqlite")
-        try:  # create the file owner-only before SQLite does (its -wal and -shm files copy the file's mode)
-            self._prepare_file()
-        except OSError as exc:
-            self._outage.failed("open", f"{type(exc).__name__}: {exc.strerror or exc}")
+        try:  # open now (file, schema); a state dir that fails here makes a cache that only misses
+            with self._lock:
+                self._connection()
+        except (sqlite3.Error, OSError) as exc:
+            self._outage.failed("open", f"{type(exc).__name__}: {exc}")
 
     def get(self, ip: str, look_back_hours: int) -> LookupOutcome | None:
         key = entry_key(self._scope, ip, look_back_hours)
@@ -123,8 +124,7 @@ class SQLiteCache:
     def _connection(self) -> sqlite3.Connection:
         # A connection must not cross a fork: a child opens its own (the parent's stays the parent's).
         if self._db is None or self._pid != os.getpid():
-            if not self.path.exists():
-                self._prepare_file()  # removed since: recreate it owner-only
+            self._prepare_file()  # create it owner-only before SQLite does (its -wal and -shm copy the file's mode)
             db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
             try:
                 db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer

@@ -62,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_connection_flags(check)
     check.set_defaults(handler=_cmd_check)
 
+    batch = commands.add_parser("batch", parents=[verbose], help="scheduled triage: IPs from a file, NDJSON records, resumable")
+    batch.add_argument("input", metavar="INPUT", help="one IP per line; '-' for stdin")
+    batch.add_argument("--output", required=True, metavar="FILE", help="NDJSON records; a rerun continues it")
+    _add_connection_flags(batch)
+    batch.add_argument("--look-back-hours", type=int, default=720, metavar="N")
+    batch.add_argument("--priority", choices=("analyst", "playbook", "scheduled"), default="scheduled")
+    batch.add_argument("--max-runtime", type=float, default=None, metavar="SECONDS",
+                       help="stop cleanly after this long; a rerun continues (exit 75)")
+    batch.set_defaults(handler=_cmd_batch)
+
     quota = commands.add_parser("quota", parents=[verbose], help="show the shared budget: used/left per window, cooldown")
     quota.add_argument("--connection", metavar="FILE", help="connection JSON (default: DEFENDER_* env variables)")
     quota.add_argument("--json", action="store_true", help="print the quota state of every lane as JSON")
@@ -126,6 +136,12 @@ def _cmd_check(args) -> int:
     if output is not None:
         print(f"OK: {output['markdown']}")
     return code
+
+
+def _cmd_batch(args) -> int:
+    from plugin import batch_cli
+
+    return batch_cli.run(args)
 
 
 def _cmd_quota(args) -> int:
