@@ -191,7 +191,7 @@ class Batch:
             return
         cached = self.cache.get(item.ip, self.options.look_back_hours)
         if cached is not None:
-            self.meter.cache_hits += 1
+            self.meter.count_hit()
             self._write(writer, number, item, cached)
             return
         self._waiting[item.ip] = [(number, item)]

@@ -46,3 +46,8 @@ class Meter:
         """Record one request sent to the API."""
         with self._lock:
             self.api_calls += 1
+
+    def count_hit(self) -> None:
+        """Record one result served from the cache."""
+        with self._lock:
+            self.cache_hits += 1

@@ -158,3 +158,16 @@ def test_quota_shows_what_earlier_processes_used_of_the_shared_budget(tmp_path):
     assert [w["cap"] for w in state["scheduled"]["windows"]] == [76, 1140]
     assert state["analyst"]["backend"] == "sqlite"
     assert "used 2, left 93" in text.stdout and "no 429 cooldown" in text.stdout
+
+
+def test_back_to_back_runs_for_a_cached_ip_sign_in_once_and_call_once(tmp_path):
+    from plugin.emulator import Emulator
+
+    with Emulator() as emu:
+        path = tmp_path / "connection.json"
+        path.write_text(json.dumps(emu.connection(state_dir=str(tmp_path / "state"))))
+        for _ in range(3):
+            result = cli("run", "enrich_ip", "--connection", str(path), cwd=tmp_path, stdin=json.dumps({"ips": ["8.8.8.8"]}))
+            assert result.returncode == 0, result.stderr
+        assert len(emu.token_requests) == 1 and len(emu.stats_calls()) == 1
+        assert json.loads(result.stdout)["records"][0]["cached"] is True

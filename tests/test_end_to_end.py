@@ -228,3 +228,30 @@ def test_a_revoked_token_is_dropped_from_the_cache_file_too(emu, tmp_path):
     forget_all()
     run_action("enrich_ip", {"ips": ["9.9.9.9"]}, conn)
     assert len(emu.token_requests) == 2 and emu.count(status=401) == 1
+
+
+def test_a_second_call_within_the_ttl_is_served_from_the_cache_with_its_original_time(emu, tmp_path):
+    conn = emu.connection(state_dir=str(tmp_path / "state"))  # default backend: sqlite
+    first = run_action("enrich_ip", {"ips": ["10.209.67.177", "8.8.8.8"]}, conn)
+    second = run_action("enrich_ip", {"ips": ["10.209.67.177", "8.8.8.8"]}, conn)
+    assert len(emu.stats_calls()) == 2
+    assert [r["cached"] for r in second["records"]] == [True, True]
+    assert second["summary"]["cache_hits"] == 2 and second["summary"]["api_calls"] == 0
+    assert [r["enrichment"] for r in second["records"]] == [r["enrichment"] for r in first["records"]]
+    fresh = run_action("enrich_ip", {"ips": ["8.8.8.8"], "use_cache": False}, conn)
+    assert fresh["records"][0]["cached"] is False and len(emu.stats_calls()) == 3
+
+
+def test_deferred_and_failed_answers_are_never_cached(emu, tmp_path):
+    from plugin.shared import forget_all
+
+    conn = emu.connection(state_dir=str(tmp_path / "state"))
+    emu.script("8.8.8.8", [Answer(status=500)] * 4)
+    emu.script("8.8.4.4", [Answer(status=429, headers={"Retry-After": "2"})])
+    failed = run_action("enrich_ip", {"ips": ["8.8.8.8"]}, conn)["records"][0]
+    deferred = run_action("enrich_ip", {"ips": ["8.8.4.4"], "max_wait_seconds": 1}, conn)["records"][0]
+    assert (failed["status"], deferred["status"]) == ("failed", "deferred")
+    forget_all()  # a new process, the same state dir (cache and the 2 s pause)
+    again = run_action("enrich_ip", {"ips": ["8.8.8.8", "8.8.4.4"]}, conn)
+    assert [r["cached"] for r in again["records"]] == [False, False]  # asked again: neither answer was kept
+    assert len(emu.stats_calls("8.8.8.8")) == 5 and len(emu.stats_calls("8.8.4.4")) == 2

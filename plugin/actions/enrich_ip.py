@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from plugin.cache import NullCache, ResultCache, shared_cache
 from plugin.config import Connection
-from plugin.defender import DefenderClient
 from plugin.errors import InputError
 from plugin.ips import ParsedItem, parse_item, split_items
 from plugin.mapping import MappingOptions, build_envelope, build_record
 from plugin.models import LookupOutcome, Meter
-from plugin.session import DefenderSession, shared_session
+from plugin.quota import shared_quota
+
+if TYPE_CHECKING:
+    from plugin.session import DefenderSession
 
 # How long a call may wait for quota and Retry-After by default: a person is waiting on an
 # analyst call; a playbook step should not stall a run; a scheduled job can sit in line.
@@ -34,15 +38,22 @@ class EnrichRequest:
 def run(inputs: dict, connection: Connection, *, session: DefenderSession | None = None) -> dict:
     """Entrypoint: enrich every item of `inputs["ips"]` and return the incident-enrichment envelope."""
     request = parse_inputs(inputs, connection)
-    session = session or shared_session(connection)
-    deadline = session.clock() + request.max_wait_seconds  # counted from the start of the call
     meter = Meter()
     parsed = [parse_item(item) for item in request.items]
-    outcomes = _look_up(DefenderClient(session), _unique_callable(parsed), request, deadline, meter)
+    cache = shared_cache(connection)
+    # use_cache: false skips reading the cache; fresh answers are still stored for others.
+    outcomes, misses = _from_cache(cache if request.use_cache else NullCache(), _unique_callable(parsed), request, meter)
+    if misses:
+        session = session or _shared_session(connection)
+        deadline = session.clock() + request.max_wait_seconds  # counted from the start of the call
+        for ip, outcome in _look_up(session, misses, request, deadline, meter).items():
+            cache.put(ip, request.options.look_back_hours, outcome)
+            outcomes[ip] = outcome
     records = [build_record(item, outcomes.get(item.ip) if item.status == "callable" else None, request.options)
                for item in parsed]
+    quota = session.quota if session else shared_quota(connection)
     return build_envelope(records, api_calls=meter.api_calls, cache_hits=meter.cache_hits,
-                          quota_state=session.quota.state(request.priority))
+                          quota_state=quota.state(request.priority))
 
 
 def parse_inputs(inputs: dict, connection: Connection) -> EnrichRequest:
@@ -77,9 +88,35 @@ def _unique_callable(parsed: list[ParsedItem]) -> list[str]:
     return list(dict.fromkeys(item.ip for item in parsed if item.status == "callable"))
 
 
-def _look_up(client: DefenderClient, ips: list[str], request: EnrichRequest, deadline: float,
+def _from_cache(cache: ResultCache, ips: list[str], request: EnrichRequest,
+                meter: Meter) -> tuple[dict[str, LookupOutcome], list[str]]:
+    """Cached outcomes, and the IPs still to look up."""
+    hits, misses = {}, []
+    for ip in ips:
+        outcome = cache.get(ip, request.options.look_back_hours)
+        if outcome is None:
+            misses.append(ip)
+        else:
+            hits[ip] = outcome
+            meter.count_hit()
+    return hits, misses
+
+
+def _shared_session(connection: Connection) -> DefenderSession:
+    # Imported here, not at the top: a call answered entirely from the cache never loads
+    # requests, MSAL or cryptography, which keeps a cached `defender-ip run` fast to start.
+    from plugin.session import shared_session
+
+    return shared_session(connection)
+
+
+def _look_up(session: DefenderSession, ips: list[str], request: EnrichRequest, deadline: float,
              meter: Meter) -> dict[str, LookupOutcome]:
     """Outcomes for each IP, looked up in parallel; a whole-call error stops the rest and propagates."""
+    from plugin.defender import DefenderClient
+
+    client = DefenderClient(session)
+
     def one(ip: str) -> LookupOutcome:
         return client.ip_stats(ip, look_back_hours=request.options.look_back_hours, lane=request.priority,
                                deadline=deadline, meter=meter)
