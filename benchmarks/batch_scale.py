@@ -16,7 +16,6 @@ import argparse
 import json
 import random
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from common import installed_tool
 from plugin.emulator import Emulator
 from plugin.ips import parse_item
 
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    tool = shutil.which("defender-ip") or sys.exit("install the package first: pip install .")
+    tool = installed_tool()
     rng = random.Random(args.seed)
     lines = make_input(args.lines, rng)
     with tempfile.TemporaryDirectory() as tmp:

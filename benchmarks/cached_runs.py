@@ -10,28 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from common import installed_tool, timed
 from plugin.emulator import Emulator
-
-
-def timed(cmd: list[str], stdin: str | None = None) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    tool = shutil.which("defender-ip") or sys.exit("install the package first: pip install .")
+    tool = installed_tool()
     inputs = json.dumps({"ips": ["10.209.67.177"], "priority": "analyst"})
     with tempfile.TemporaryDirectory() as tmp, Emulator() as emu:
         connection = Path(tmp) / "connection.json"

@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import installed_tool
 from plugin.emulator import Answer, Emulator
 from plugin.host import run_action
 
@@ -173,7 +174,7 @@ def main() -> None:
     parser.add_argument("--ips", type=int, default=200)
     parser.add_argument("--processes", type=int, default=8)
     args = parser.parse_args()
-    tool = shutil.which("defender-ip") or sys.exit("install the package first: pip install .")
+    tool = installed_tool()
     print(f"emulator and quota limits: {LIMITS}, share {SHARE}, caps {caps()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -38,9 +38,11 @@ class TokenCacheFile:
     sees half a file; the last writer wins, which at worst costs one more sign-in.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | None):
         self.path = path
         self.cache = msal.SerializableTokenCache()
+        if path is None:  # in memory only
+            return
         try:
             self.cache.deserialize(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -50,7 +52,7 @@ class TokenCacheFile:
 
     def save(self) -> None:
         """Write the cache if it changed; a failure only costs the next process a sign-in."""
-        if not self.cache.has_state_changed:
+        if self.path is None or not self.cache.has_state_changed:
             return
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -75,12 +77,13 @@ class TokenProvider:
     Thread-safe: a batch's worker threads share one provider and so one token.
     """
 
-    def __init__(self, conn: Connection, *, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, conn: Connection, *, sleep: Callable[[float], None] = time.sleep, persist: bool = True):
         self._conn = conn
         self._sleep = sleep
         self._lock = threading.Lock()
         self._app: msal.ConfidentialClientApplication | None = None
-        self._store = TokenCacheFile(token_cache_path(conn))
+        # persist=False (the connection check) starts empty, so it always proves the credential.
+        self._store = TokenCacheFile(token_cache_path(conn) if persist else None)
         self._cache = self._store.cache
         self._credential = load_client_credential(conn.credential)
         self.token_requests = 0

@@ -58,7 +58,7 @@ NEVER_STORED = {
 class Env:
     """One backend under test: connections for it, caches on it, and raw access to its storage."""
 
-    def __init__(self, backend: str, tmp_path: Path, redis_url: str | None):
+    def __init__(self, backend: str, tmp_path: Path, redis_url: str | None):  # noqa: F811 - a plain value here, not the fixture
         self.backend = backend
         self.state_dir = tmp_path / "state"
         self.redis_url = redis_url

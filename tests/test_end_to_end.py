@@ -255,3 +255,11 @@ def test_deferred_and_failed_answers_are_never_cached(emu, tmp_path):
     again = run_action("enrich_ip", {"ips": ["8.8.8.8", "8.8.4.4"]}, conn)
     assert [r["cached"] for r in again["records"]] == [False, False]  # asked again: neither answer was kept
     assert len(emu.stats_calls("8.8.8.8")) == 5 and len(emu.stats_calls("8.8.4.4")) == 2
+
+
+def test_check_always_signs_in_even_with_a_cached_token(emu, tmp_path):
+    conn = memory(emu, state_dir=str(tmp_path / "state"))
+    run_action("enrich_ip", {"ips": ["8.8.8.8"]}, conn)
+    run_action("test_connection", {}, conn)
+    run_action("test_connection", {}, conn)
+    assert len(emu.token_requests) == 3

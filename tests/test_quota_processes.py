@@ -7,7 +7,6 @@ import os
 import subprocess
 import time
 
-import pytest
 from redis_server import redis_url  # noqa: F401  (the fixture)
 from test_cli import command
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
+from plugin.auth import TokenProvider
 from plugin.config import Connection
 from plugin.defender import DefenderClient
 from plugin.errors import InputError, ServiceUnavailableError
 from plugin.ips import parse_item
 from plugin.models import Meter
-from plugin.session import shared_session
+from plugin.quota import shared_quota
+from plugin.session import DefenderSession
 
 DEFAULT_IP = "10.209.67.177"  # the documentation's example IP: any tenant accepts it
 MAX_WAIT_SECONDS = 10.0
@@ -21,7 +23,8 @@ def run(inputs: dict, connection: Connection) -> dict:
     item = parse_item(inputs.get("ip", DEFAULT_IP))
     if item.status != "callable":
         raise InputError("inputs.ip: must be a routable IP address")
-    session = shared_session(connection)
+    # A fresh sign-in, not a cached token: this check is the one place that proves the credential.
+    session = DefenderSession(connection, quota=shared_quota(connection), tokens=TokenProvider(connection, persist=False))
     started = time.monotonic()
     session.tokens.token()
     outcome = DefenderClient(session).ip_stats(
