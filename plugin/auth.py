@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -134,6 +135,8 @@ class TokenProvider:
             ) from None
         except (requests.exceptions.RequestException, msal.exceptions.MsalServiceError, RuntimeError) as exc:
             raise ServiceUnavailableError(f"sign-in service could not be reached or failed ({type(exc).__name__})") from None
+        except json.JSONDecodeError:
+            raise ServiceUnavailableError("the sign-in service sent an answer that is not JSON") from None
         except ValueError as exc:
             # MSAL raises ValueError when OpenID discovery answers 4xx, e.g. an unknown tenant.
             raise AuthError(f"sign-in service rejected the tenant: {_aadsts(str(exc)) or 'discovery failed'}") from None

@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# No answer, or an answer cut off (a reset mid-body surfaces as ChunkedEncodingError while reading).
+TRANSIENT_ERRORS = (
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 MAX_BODY_BYTES = 1_048_576  # a stats body is ~300 bytes; anything near 1 MiB is not one
 
 
@@ -105,7 +112,7 @@ class DefenderSession:
             meter.count_call()
             try:
                 response = self._send(url, params, token, permit)
-            except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
+            except TRANSIENT_ERRORS as exc:
                 code = "timeout" if isinstance(exc, requests.exceptions.Timeout) else "connection_error"
                 failures += 1
                 self._back_off(failures, deadline, code, f"no answer from the Defender API ({code.replace('_', ' ')})")

@@ -186,3 +186,10 @@ def test_an_analyst_is_served_at_once_while_a_scheduled_job_holds_its_lane_full(
     analyst = enrich(world, priority="analyst")["records"][0]
     assert analyst["status"] == "enriched"
     assert clock.sleeps == []  # nobody slept: the batch deferred at once, the analyst had room
+
+
+def test_an_answer_cut_off_mid_body_is_retried_like_a_connection_error(world):
+    _, adapter, _, _, _ = world
+    adapter.register_uri("GET", URL, [{"exc": requests.exceptions.ChunkedEncodingError}, OK])
+    assert enrich(world)["records"][0]["status"] == "enriched"
+    assert len(calls_to(adapter)) == 2
