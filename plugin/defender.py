@@ -35,12 +35,12 @@ class DefenderClient:
         retrieved_at = self._now()
         if response.status == 404:
             return LookupOutcome("not_found", retrieved_at=retrieved_at)
-        if response.status == 400:
+        if response.status == 400 and _api_error_code(response.body) == "InvalidIpAddress":
             return LookupOutcome("invalid", error_code="api_invalid_ip",
-                                 message=f"the Defender API rejected the address ({_api_error_code(response.body)})")
+                                 message="the Defender API rejected the address (InvalidIpAddress)")
         if response.status != 200:
-            return LookupOutcome("failed", error_code="http_error",
-                                 message=f"unexpected answer from the Defender API (HTTP {response.status})")
+            return LookupOutcome("failed", error_code="http_error", message=(
+                f"unexpected answer from the Defender API (HTTP {response.status}, {_api_error_code(response.body)})"))
         try:
             stats = parse_stats(_json_body(response.body), ip)
         except BadResponse as exc:

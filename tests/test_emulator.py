@@ -10,6 +10,7 @@ import logging
 import os
 import ssl
 import stat
+import threading
 import time
 
 import msal
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from plugin.emulator import DEFAULT_SCOPE, Answer, Emulator
+from plugin.emulator import DEFAULT_SCOPE, Answer, Emulator, faults
 from plugin.emulator.data import stats_for
 from plugin.emulator.limits import SlidingWindows
 from plugin.emulator.serve import write_connection
@@ -388,3 +389,255 @@ def test_reference_time_makes_test_net_3_recently_first_seen():
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     first = stats_for(ipaddress.ip_address("203.0.113.5"), now).first_seen
     assert now - dt.timedelta(days=3) <= dt.datetime.fromisoformat(first.replace("Z", "+00:00")) <= now
+
+
+# ----- fault modes ----------------------------------------------------------------------------
+#
+# One emulator for the fault tests, with limits no test here can reach (default answers use
+# quota); `femu` clears every staged answer after each test so a failure cannot leak a fault.
+
+
+@pytest.fixture(scope="module")
+def fault_emu():
+    with Emulator(limits=[(100_000, 1)]) as shared:
+        yield shared
+
+
+@pytest.fixture
+def femu(fault_emu):
+    fault_emu.clear_scripts()
+    yield fault_emu
+    fault_emu.clear_scripts()
+
+
+@pytest.fixture
+def ftoken(fault_emu):
+    return _token(fault_emu)  # per test: expire_tokens() ends every token issued before
+
+
+def _get(emu: Emulator, ip: str, token: str | None, timeout: float = 5, **kwargs) -> requests.Response:
+    # A plain requests call; verify per request (REQUESTS_CA_BUNDLE is set in this environment
+    # and a Session with trust_env would let it win over session.verify).
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.get(f"{emu.base_url}/api/ips/{ip}/stats", headers=headers, verify=emu.ca_path,
+                        timeout=timeout, **kwargs)
+
+
+def test_reset_fault_is_a_connection_error_recorded_with_status_0(femu, ftoken):
+    femu.script("8.8.8.8", [faults.reset()])
+    with pytest.raises(requests.exceptions.ConnectionError) as caught:
+        _get(femu, "8.8.8.8", ftoken)
+    assert not isinstance(caught.value, requests.exceptions.Timeout)
+    seen = femu.stats_calls("8.8.8.8")[-1]
+    assert (seen.status, seen.fault, seen.kind) == (0, "reset", "stats")
+    assert _get(femu, "8.8.8.8", ftoken).status_code == 200  # used once, then the default
+
+
+def test_reset_mid_body_sends_the_head_then_breaks_the_body(femu, ftoken):
+    femu.script("10.209.67.177", [faults.reset_mid_body(), Answer(fault="reset_mid_body")])
+    with pytest.raises(requests.exceptions.ChunkedEncodingError, match="IncompleteRead"):
+        _get(femu, "10.209.67.177", ftoken)
+    # The status line and headers arrive whole: only reading the body fails.
+    streamed = _get(femu, "10.209.67.177", ftoken, stream=True)
+    assert streamed.status_code == 200 and int(streamed.headers["Content-Length"]) > 100
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        streamed.content  # noqa: B018
+    assert not issubclass(requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)
+    assert [(r.status, r.fault) for r in femu.stats_calls("10.209.67.177")[-2:]] == [(0, "reset_mid_body")] * 2
+    assert femu.count(fault="reset_mid_body") >= 2
+
+
+def test_reset_mid_body_cuts_a_staged_body_too(femu, ftoken):
+    femu.script("8.8.8.8", [faults.reset_mid_body(503, {"error": {"code": "ServiceUnavailable", "pad": "x" * 500}})])
+    streamed = _get(femu, "8.8.8.8", ftoken, stream=True)
+    assert streamed.status_code == 503
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        streamed.content  # noqa: B018
+
+
+def test_stall_past_the_read_timeout_blocks_neither_other_requests_nor_stop():
+    emu = Emulator().start()
+    try:
+        token = _token(emu)
+        emu.script("8.8.8.8", [Answer(fault="stall", delay=2), Answer(delay=2)])
+        emu.script_token([faults.stall()])  # a token endpoint that never answers
+        for _ in range(2):  # the fault and the plain delay behave the same
+            started = time.perf_counter()
+            with pytest.raises(requests.exceptions.ReadTimeout):
+                _get(emu, "8.8.8.8", token, timeout=0.3)
+            assert time.perf_counter() - started < 1.5
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.post(f"{emu.base_url}/{emu.tenant_id}/oauth2/v2.0/token", verify=emu.ca_path, timeout=0.3)
+        # Three handlers are stalled; others still answer at once.
+        started = time.perf_counter()
+        assert _get(emu, "10.209.67.177", token).status_code == 200
+        assert time.perf_counter() - started < 0.5
+        assert [(r.fault, r.status) for r in emu.stats_calls("8.8.8.8")] == [("stall", 200), (None, 200)]
+        assert emu.token_requests[-1].fault == "stall"
+    finally:
+        started = time.perf_counter()
+        emu.stop()
+        assert time.perf_counter() - started < 1.0
+
+
+def test_request_time_is_taken_at_arrival(femu, ftoken):
+    femu.script("8.8.8.8", [Answer(delay=0.3)])
+    before = time.time()
+    _get(femu, "8.8.8.8", ftoken)
+    assert before <= femu.stats_calls("8.8.8.8")[-1].time < before + 0.2
+
+
+def test_script_all_comes_before_per_ip_scripts_and_applies_to_any_ip(femu, ftoken):
+    femu.script("8.8.8.8", [faults.server_error(500)])
+    femu.script_all([faults.throttled(), faults.server_error(503)])
+    assert _get(femu, "8.8.8.8", ftoken).status_code == 429  # global first
+    assert _get(femu, "1.1.1.1", ftoken).status_code == 503  # any IP
+    assert _get(femu, "1.1.1.1", ftoken).status_code == 200  # the global FIFO is used up
+    assert _get(femu, "8.8.8.8", ftoken).status_code == 500  # then the per-IP FIFO
+    assert _get(femu, "8.8.8.8", ftoken).status_code == 200
+
+
+def test_forever_scripts_apply_until_cleared(femu, ftoken):
+    femu.script_forever("8.8.8.8", faults.server_error(502))
+    femu.script("8.8.8.8", [faults.throttled("1")])  # the IP's FIFO comes before its forever answer
+    assert [_get(femu, "8.8.8.8", ftoken).status_code for _ in range(4)] == [429, 502, 502, 502]
+    assert _get(femu, "1.1.1.1", ftoken).status_code == 200  # per-IP only
+    femu.script_all_forever(faults.server_error(503))  # global: before every per-IP answer
+    assert {_get(femu, ip, ftoken).status_code for ip in ("8.8.8.8", "1.1.1.1", "9.9.9.9")} == {503}
+    femu.script_all_forever(None)
+    assert _get(femu, "8.8.8.8", ftoken).status_code == 502 and _get(femu, "1.1.1.1", ftoken).status_code == 200
+    femu.clear_scripts()
+    assert _get(femu, "8.8.8.8", ftoken).status_code == 200
+
+
+def test_a_staged_401_persists_even_for_fresh_tokens_but_other_answers_need_a_token(femu, ftoken):
+    femu.script_all_forever(faults.persistent_unauthorized())
+    for token in (ftoken, _token(femu), None):
+        reply = _get(femu, "8.8.8.8", token)
+        assert reply.status_code == 401 and reply.json()["error"]["code"] == "Unauthorized"
+        assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+    femu.clear_scripts()
+    femu.script_all([faults.server_error(500), faults.reset()])
+    assert _get(femu, "8.8.8.8", None).status_code == 401  # bearer check first: nothing consumed
+    assert _get(femu, "8.8.8.8", ftoken).status_code == 500
+    with pytest.raises(requests.exceptions.ConnectionError):
+        _get(femu, "8.8.8.8", ftoken)
+
+
+def test_stats_fault_helpers(femu, ftoken):
+    femu.script_all([faults.throttled(), faults.throttled("86400"), faults.server_error(504),
+                     faults.html_error_page(), faults.truncated_json(), faults.wrong_content_type()])
+    plain = _get(femu, "8.8.8.8", ftoken)
+    assert plain.status_code == 429 and "Retry-After" not in plain.headers
+    assert plain.json()["error"]["code"] == "TooManyRequests"
+    absurd = _get(femu, "8.8.8.8", ftoken)
+    assert absurd.status_code == 429 and absurd.headers["Retry-After"] == "86400"
+    gateway = _get(femu, "8.8.8.8", ftoken)
+    assert gateway.status_code == 504 and gateway.json()["error"]["code"] == "GatewayTimeout"
+    page = _get(femu, "8.8.8.8", ftoken)
+    assert page.status_code == 502 and page.headers["Content-Type"] == "text/html"
+    assert "<title>502 Bad Gateway</title>" in page.text
+    cut = _get(femu, "8.8.8.8", ftoken)
+    assert cut.status_code == 200 and cut.headers["Content-Type"].startswith("application/json")
+    assert cut.text.startswith('{"@odata.context"')
+    with pytest.raises(requests.exceptions.JSONDecodeError):
+        cut.json()
+    plain_text = _get(femu, "8.8.8.8", ftoken)
+    assert (plain_text.status_code, plain_text.headers["Content-Type"], plain_text.text) == (
+        200, "text/plain; charset=utf-8", "OK")
+    with pytest.raises(ValueError):
+        faults.server_error(404)
+
+
+def test_huge_body_is_several_megabytes_of_valid_looking_json(femu, ftoken):
+    femu.script("8.8.8.8", [faults.huge_body(3), faults.huge_body(2, complete=False)])
+    reply = _get(femu, "8.8.8.8", ftoken)
+    assert reply.status_code == 200 and len(reply.content) == 3 << 20
+    assert reply.json()["organizationPrevalence"] == 63515 and len(reply.json()["padding"]) > 3_000_000
+    prefix = _get(femu, "8.8.8.8", ftoken)
+    assert len(prefix.content) == (2 << 20) - 2 and prefix.text.startswith('{"@odata.context"')
+
+
+def test_token_fault_helpers(femu):
+    url = f"{femu.base_url}/{femu.tenant_id}/oauth2/v2.0/token"
+    femu.script_token([faults.token_invalid_client(femu.client_id), faults.token_expired_secret(femu.client_id),
+                       faults.token_invalid_json(), faults.token_server_error(), faults.token_server_error(503)])
+    replies = [requests.post(url, data={"grant_type": "client_credentials"}, verify=femu.ca_path, timeout=5)
+               for _ in range(5)]
+    assert [r.status_code for r in replies] == [401, 401, 200, 500, 503]
+    invalid, expired = replies[0].json(), replies[1].json()
+    assert (invalid["error"], invalid["error_codes"]) == ("invalid_client", [7000215])
+    assert (expired["error"], expired["error_codes"]) == ("invalid_client", [7000222])
+    assert expired["error_description"].startswith(
+        f"AADSTS7000222: The provided client secret keys for app '{femu.client_id}' are expired.")
+    with pytest.raises(ValueError):
+        json.loads(replies[2].text)
+    assert replies[3].json()["error"] == "server_error" and replies[4].json()["error_codes"] == [50000]
+
+
+def test_msal_sees_token_faults(femu):
+    femu.script_token([faults.token_expired_secret(femu.client_id), faults.reset(), faults.token_invalid_json()])
+    result = _msal_app(femu, femu.client_secret).acquire_token_for_client(scopes=[DEFAULT_SCOPE])
+    assert (result["error"], result["error_codes"]) == ("invalid_client", [7000222])
+    with pytest.raises(requests.exceptions.ConnectionError):
+        _msal_app(femu, femu.client_secret).acquire_token_for_client(scopes=[DEFAULT_SCOPE])
+    with pytest.raises(ValueError):  # MSAL lets json.JSONDecodeError through (and logs the body)
+        _msal_app(femu, femu.client_secret).acquire_token_for_client(scopes=[DEFAULT_SCOPE])
+    assert [(r.status, r.fault) for r in femu.token_requests[-3:]] == [(401, None), (0, "reset"), (200, None)]
+
+
+def test_expire_tokens_makes_cached_tokens_fail_between_two_calls(femu):
+    app = _msal_app(femu, femu.client_secret)
+    first = app.acquire_token_for_client(scopes=[DEFAULT_SCOPE])["access_token"]
+    assert _get(femu, "8.8.8.8", first).status_code == 200
+    femu.expire_tokens()
+    cached = app.acquire_token_for_client(scopes=[DEFAULT_SCOPE])["access_token"]
+    assert cached == first  # MSAL does not know: it serves the token from its cache
+    reply = _get(femu, "8.8.8.8", cached)
+    assert reply.status_code == 401 and reply.json()["error"]["message"] == "The access token has expired."
+    assert _get(femu, "8.8.8.8", _token(femu)).status_code == 200  # tokens issued afterwards work
+
+
+def test_one_second_tokens_expire_and_msal_does_not_reuse_them():
+    with Emulator(token_lifetime_seconds=1) as emu:
+        app = _msal_app(emu, emu.client_secret)
+        token = app.acquire_token_for_client(scopes=[DEFAULT_SCOPE])
+        assert token["expires_in"] == 1 and _get(emu, "8.8.8.8", token["access_token"]).status_code == 200
+        # MSAL refreshes tokens with less than 5 minutes left, so it asks again at once.
+        assert app.acquire_token_for_client(scopes=[DEFAULT_SCOPE])["access_token"] != token["access_token"]
+        time.sleep(1.05)
+        reply = _get(emu, "8.8.8.8", token["access_token"])
+        assert reply.status_code == 401 and "expired" in reply.json()["error"]["message"]
+
+
+def test_refused_base_url_refuses_connections():
+    with faults.refused_base_url() as url:
+        with pytest.raises(requests.exceptions.ConnectionError) as caught:
+            requests.get(f"{url}/api/ips/8.8.8.8/stats", timeout=2)
+        assert "refused" in str(caught.value).lower()
+
+
+def test_answer_rejects_unknown_faults_and_negative_delays():
+    with pytest.raises(ValueError, match="fault"):
+        Answer(fault="explode")
+    with pytest.raises(ValueError):
+        Answer(delay=-1)
+    assert Answer(fault="stall").wait > 60 and Answer(fault="stall", delay=2).wait == 2
+
+
+def test_concurrent_global_answers_are_each_used_once(femu, ftoken):
+    femu.script_all([faults.server_error(503)] * 8)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def call(ip: str) -> None:
+        status = _get(femu, ip, ftoken).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=call, args=(f"8.8.8.{i}",)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] * 4 + [503] * 8

@@ -133,6 +133,7 @@ def test_a_403_names_the_missing_permission(world):
     [
         ({"status_code": 404, "json": {"error": {"code": "NotFound"}}}, "not_seen", None),
         ({"status_code": 400, "json": {"error": {"code": "InvalidIpAddress"}}}, "invalid", "api_invalid_ip"),
+        ({"status_code": 400, "json": {"error": {"code": "InvalidRequestBody"}}}, "failed", "http_error"),
         ({"status_code": 200, "text": "<html>proxy error</html>"}, "failed", "bad_response"),
         ({"status_code": 200, "json": ["not", "an", "object"]}, "failed", "bad_response"),
         ({"status_code": 200, "content": b"{" * 2_000_000}, "failed", "bad_response"),

@@ -65,10 +65,11 @@ def parse_inputs(inputs: dict, connection: Connection) -> EnrichRequest:
         raise InputError(f"inputs.ips: at most {MAX_ITEMS} items per call (use `defender-ip batch` for more)")
     priority = inputs.get("priority", "playbook")
     thresholds = inputs.get("prevalence_thresholds", {})
+    # JSON Schema counts 24.0 as an integer; the API does not, so integers are made int here.
     options = MappingOptions(
-        look_back_hours=inputs.get("look_back_hours", 720),
-        rare_max=thresholds.get("rare_max", 10),
-        uncommon_max=thresholds.get("uncommon_max", 100),
+        look_back_hours=int(inputs.get("look_back_hours", 720)),
+        rare_max=int(thresholds.get("rare_max", 10)),
+        uncommon_max=int(thresholds.get("uncommon_max", 100)),
         recent_first_seen_days=inputs.get("recent_first_seen_days", 7),
         portal_base=connection.endpoints.portal_url,
     )

@@ -4,7 +4,8 @@ Order of checks for a request without a staged answer: bearer token (401), rate 
 of the token's app + tenant (429; only calls that get past this point are counted, so
 403, 400 and 404 answers use quota like on the live service), the `Ip.Read.All` role
 (403), `lookBackHours` (400 InvalidRequestBody), the IP (400 InvalidIpAddress), then the
-deterministic data of `plugin.emulator.data` (404 NotFound or 200).
+deterministic data of `plugin.emulator.data` (404 NotFound or 200). Staged answers sit
+between the bearer check and the rest (see `core`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def _unauthorized(message: str) -> Response:
 
 
 def default_error(status: int) -> Response:
-    """A plausible Defender error for a staged status without a body."""
+    """A plausible Defender error for a staged status without a body (a 401 is the real one)."""
+    if status == 401:
+        return _unauthorized("The access token is invalid.")
     return defender_error(status, f"The service answered {status} (staged by the emulator).")
 
 

@@ -3,11 +3,25 @@
 Routes: `GET /{tenant}/v2.0/.well-known/openid-configuration`, `POST /{tenant}/oauth2/v2.0/token`
 (see `signin`), `GET /api/ips/{ip}/stats` (see `api` and `data`). Anything else is 404.
 
-Staged answers (`script`, `script_token`, `script_discovery`) come before the default
-behaviour. A staged stats answer still needs a live bearer token (so 401 tests stay
-meaningful) but bypasses the rate limits, the role check and the IP check. A staged
-token or discovery answer comes before every check. An answer with status 200 and no body
-just delays the default behaviour.
+Staged answers come before the default behaviour. Order of checks on the stats route:
+
+1. a method other than GET: 405;
+2. the bearer token: without a live one, 401 and no staged answer is used, EXCEPT that a
+   staged answer with status 401 is returned as is (that is how "a 401 that persists"
+   is staged: `script_all_forever(Answer(status=401))`);
+3. the staged answers, first found wins: `script_all` FIFO, `script_all_forever`, the
+   IP's `script` FIFO, `script_forever(ip)` (the IP as sent in the path, then decoded);
+   a staged answer bypasses the rate limits, the role check and the IP check;
+4. the default behaviour (`api.stats`: limits 429, role 403, lookBackHours and IP 400,
+   data 404/200).
+
+Token and discovery answers (`script_token`, `script_token_forever`, `script_discovery`)
+come before every check of their route. An answer with status 200 and no body keeps the
+default behaviour, delayed by its `delay` and broken by its `fault` if any ("reset"
+answers nothing, so the default behaviour is not run and no quota is used). Every
+request is recorded (`requests`, `stats_calls`), faulted ones too: status 0 when the
+client got no complete response ("reset", "reset_mid_body"), `SeenRequest.fault` naming
+the fault.
 """
 
 from __future__ import annotations
@@ -39,6 +53,7 @@ DEFAULT_SCOPE = "https://api.securitycenter.microsoft.com/.default"
 _DISCOVERY = re.compile(r"/([^/]+)/v2\.0/\.well-known/openid-configuration")
 _TOKEN = re.compile(r"/([^/]+)/oauth2/v2\.0/token")
 _STATS = re.compile(r"/api/ips/([^/]*)/stats", re.IGNORECASE)
+_ALL_IPS = ("stats-all",)  # the key of `script_all` and `script_all_forever` (per-IP keys are pairs)
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,7 @@ class SeenRequest:
     status: int
     time: float  # time.time() when the request was received
     kind: str  # "stats" | "token" | "discovery" | "other"
+    fault: str | None = None  # the staged fault: "reset" | "reset_mid_body" | "stall" | None
 
 
 class Emulator:
@@ -163,9 +179,39 @@ class Emulator:
         """Stage answers for stats calls on `ip` (the path segment as sent, or its decoded form)."""
         self._scripts.add(("stats", ip), answers)
 
+    def script_forever(self, ip: str, answer: Answer | None) -> None:
+        """Answer every stats call on `ip` with `answer` until cleared (None, or `clear_scripts()`).
+
+        The IP's `script` FIFO still comes first while it has answers.
+        """
+        self._scripts.set_forever(("stats", ip), answer)
+
+    def script_all(self, answers: Iterable[Answer]) -> None:
+        """Stage answers used in order by stats calls on ANY IP, before every per-IP answer.
+
+        E.g. a 429 storm: `script_all([faults.throttled("1")] * 20)`.
+        """
+        self._scripts.add(_ALL_IPS, answers)
+
+    def script_all_forever(self, answer: Answer | None) -> None:
+        """Answer every stats call on any IP with `answer` until cleared (None, or `clear_scripts()`).
+
+        Comes after the `script_all` FIFO and before every per-IP answer. A 401 answer here
+        is "a 401 that persists": it is returned even to requests without a valid token.
+        """
+        self._scripts.set_forever(_ALL_IPS, answer)
+
     def script_token(self, answers: Iterable[Answer]) -> None:
-        """Stage answers for the token endpoint (e.g. 500s, delays)."""
+        """Stage answers for the token endpoint (e.g. 500s, delays; see `faults.token_*`)."""
         self._scripts.add(("token",), answers)
+
+    def script_token_forever(self, answer: Answer | None) -> None:
+        """Answer every token request with `answer` until cleared (None, or `clear_scripts()`)."""
+        self._scripts.set_forever(("token",), answer)
+
+    def clear_scripts(self) -> None:
+        """Drop every staged answer (FIFOs and forever answers, every route)."""
+        self._scripts.clear()
 
     def script_discovery(self, answers: Iterable[Answer]) -> None:
         """Stage answers for OpenID discovery (e.g. a document naming a foreign token endpoint)."""
@@ -174,6 +220,13 @@ class Emulator:
     def revoke_tokens(self) -> None:
         """Invalidate every token issued so far: the next stats call with one gets a 401."""
         self._tokens.revoke_all()
+
+    def expire_tokens(self) -> None:
+        """Make every token issued so far expired, server-side only: clients still think
+        them valid, and the next stats call with one gets a 401 "The access token has expired."
+        ("a token that expires between two calls"). Tokens issued afterwards are fine.
+        """
+        self._tokens.expire_all()
 
     def set_roles(self, roles: Iterable[str]) -> None:
         """Set the app roles for tokens issued from now on (issued tokens keep theirs)."""
@@ -209,69 +262,77 @@ class Emulator:
         """Requests to the token endpoint."""
         return [r for r in self.requests if r.kind == "token"]
 
-    def count(self, status: int | None = None, kind: str | None = None) -> int:
-        """How many requests got `status` (and were of `kind`), e.g. `count(status=429)`."""
+    def count(self, status: int | None = None, kind: str | None = None, fault: str | None = None) -> int:
+        """How many requests got `status` (and were of `kind`, had `fault`), e.g. `count(status=429)`."""
         return sum(1 for r in self.requests
-                   if (status is None or r.status == status) and (kind is None or r.kind == kind))
+                   if (status is None or r.status == status) and (kind is None or r.kind == kind)
+                   and (fault is None or r.fault == fault))
 
     # ----- dispatch ---------------------------------------------------------------------
 
     def _dispatch(self, req: Incoming) -> Response:
-        received = time.time()
-        kind, response = self._route(req)
+        received = req.received or time.time()
+        kind, response, fault = self._route(req)
         query = dict(parse_qsl(req.query, keep_blank_values=True))
+        status = 0 if response.fault in ("reset", "reset_mid_body") else response.status
         with self._seen_lock:
-            self._seen.append(SeenRequest(req.method, req.path, query, response.status, received, kind))
+            self._seen.append(SeenRequest(req.method, req.path, query, status, received, kind, fault))
         return response
 
-    def _route(self, req: Incoming) -> tuple[str, Response]:
+    def _route(self, req: Incoming) -> tuple[str, Response, str | None]:
         base = self.base_url or ""
         if match := _STATS.fullmatch(req.path):
-            return "stats", self._stats(req, match.group(1), base)
+            return ("stats", *self._stats(req, match.group(1), base))
         if match := _TOKEN.fullmatch(req.path):
-            return "token", self._token(req, unquote(match.group(1)), base)
+            return ("token", *self._token(req, unquote(match.group(1)), base))
         if match := _DISCOVERY.fullmatch(req.path):
-            return "discovery", self._discovery(req, unquote(match.group(1)), base)
-        return "other", defender_error(404, "No such route on the emulator.", "ResourceNotFound")
+            return ("discovery", *self._discovery(req, unquote(match.group(1)), base))
+        return "other", defender_error(404, "No such route on the emulator.", "ResourceNotFound"), None
 
-    def _stats(self, req: Incoming, segment: str, base: str) -> Response:
+    def _stats(self, req: Incoming, segment: str, base: str) -> tuple[Response, str | None]:
         if req.method != "GET":
-            return defender_error(405, "Only GET is supported on this route.")
+            return defender_error(405, "Only GET is supported on this route."), None
         grant, unauthorized = api.bearer_grant(req.headers.get("Authorization"), self._tokens)
-        if grant is None:
-            return unauthorized
-        answer = self._scripts.take(("stats", segment), ("stats", unquote(segment)))
-        if answer is not None and not answer.is_default:
-            return scripted(answer, api.default_error)
-        query = dict(parse_qsl(req.query, keep_blank_values=True))
-        response = api.stats(segment, query, grant, self._limiter, base, self.reference_time)
-        response.delay += answer.delay if answer else 0.0
-        return response
+        # Without a live token only a staged 401 may be used (and consumed).
+        accept = None if grant is not None else (lambda a: a.status == 401)
+        answer = self._scripts.take(_ALL_IPS, ("stats", segment), ("stats", unquote(segment)), accept=accept)
+        if answer is None and grant is None:
+            return unauthorized, None
 
-    def _token(self, req: Incoming, tenant: str, base: str) -> Response:
+        def default() -> Response:
+            if grant is None:  # not reached: without a token only 401 answers are taken, never default ones
+                return unauthorized
+            query = dict(parse_qsl(req.query, keep_blank_values=True))
+            return api.stats(segment, query, grant, self._limiter, base, self.reference_time)
+
+        if answer is None:
+            return default(), None
+        return scripted(answer, api.default_error, default), answer.fault
+
+    def _token(self, req: Incoming, tenant: str, base: str) -> tuple[Response, str | None]:
         correlation_id = req.headers.get("client-request-id")
-        answer = self._scripts.take(("token",))
-        if answer is not None and not answer.is_default:
-            return scripted(answer, lambda status: entra_error(
-                status, "server_error" if status >= 500 else "invalid_request", 50000,
-                "There was an error issuing a token (staged by the emulator).", correlation_id))
-        if req.method != "POST":
-            response = entra_error(405, "invalid_request", 900561, "The endpoint only accepts POST requests.",
-                                   correlation_id)
-        else:
-            form = dict(parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True))
-            response = self._signin.token(base, tenant, form, correlation_id)
-        response.delay += answer.delay if answer else 0.0
-        return response
 
-    def _discovery(self, req: Incoming, tenant: str, base: str) -> Response:
+        def default() -> Response:
+            if req.method != "POST":
+                return entra_error(405, "invalid_request", 900561, "The endpoint only accepts POST requests.",
+                                   correlation_id)
+            form = dict(parse_qsl(req.body.decode("utf-8", "replace"), keep_blank_values=True))
+            return self._signin.token(base, tenant, form, correlation_id)
+
+        answer = self._scripts.take(("token",))
+        if answer is None:
+            return default(), None
+        return scripted(answer, lambda status: entra_error(
+            status, "server_error" if status >= 500 else "invalid_request", 50000,
+            "There was an error issuing a token (staged by the emulator).", correlation_id), default), answer.fault
+
+    def _discovery(self, req: Incoming, tenant: str, base: str) -> tuple[Response, str | None]:
         answer = self._scripts.take(("discovery",))
-        if answer is not None and not answer.is_default:
-            return scripted(answer, lambda status: entra_error(
-                status, "server_error", 50000, "Discovery failed (staged by the emulator).", None))
-        response = self._signin.discovery(base, tenant)
-        response.delay += answer.delay if answer else 0.0
-        return response
+        if answer is None:
+            return self._signin.discovery(base, tenant), None
+        return scripted(answer, lambda status: entra_error(
+            status, "server_error", 50000, "Discovery failed (staged by the emulator).", None),
+            lambda: self._signin.discovery(base, tenant)), answer.fault
 
 
 def _stats_segment(path: str) -> str:

@@ -4,6 +4,11 @@ A ThreadingHTTPServer whose worker threads do the TLS handshake (so one stalled 
 cannot block `accept`), keep-alive with exact Content-Length, and a record of open
 connections so `stop()` really closes them (a kept-alive connection would otherwise keep
 being served by a daemon thread after the listener is gone).
+
+Transport faults (`Response.fault`): "reset" aborts the connection (SO_LINGER 0, so the
+kernel sends an RST) instead of answering; "reset_mid_body" sends the status line, the
+headers with the full body's Content-Length and the first half of the body, then aborts.
+Delays wait on the server's `stopping` event, so `close_all()` ends every stall at once.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import logging
 import socket
 import socketserver
 import ssl
+import struct
 import threading
+import time
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +42,7 @@ class Incoming:
     query: str
     headers: Message
     body: bytes
+    received: float = 0.0  # time.time() when the request line and headers had arrived
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -46,6 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: TlsServer
 
     def _handle(self) -> None:
+        received = time.time()
         length = self.headers.get("Content-Length", "0").strip() or "0"
         if not length.isdigit() or int(length) > _MAX_BODY:
             self.close_connection = True
@@ -54,7 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(length)) if int(length) else b""
         path, _, query = self.path.partition("?")
         try:
-            response = self.server.app(Incoming(self.command, path, query, self.headers, body))
+            response = self.server.app(Incoming(self.command, path, query, self.headers, body, received))
         except Exception:  # a bug in the emulator must still answer, not hang the client
             logger.debug("emulator error", exc_info=True)
             response = Response(500, b'{"error":{"code":"InternalServerError","message":"emulator error"}}',
@@ -67,13 +76,32 @@ class _Handler(BaseHTTPRequestHandler):
         if response.delay > 0 and self.server.stopping.wait(response.delay):
             self.close_connection = True  # stopped while delaying: drop the connection
             return
+        if response.fault == "reset":
+            self._abort()
+            return
+        body, length = response.body, len(response.body)
+        if response.fault == "reset_mid_body":
+            body = response.body[: length // 2]
+            length = max(length, len(body) + 1)  # always more announced than sent
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+        self.send_header("Content-Length", str(length))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(response.body)
+            self.wfile.write(body)
+        if response.fault == "reset_mid_body":
+            self.wfile.flush()
+            self._abort()
+
+    def _abort(self) -> None:
+        """End the connection with an RST: no TLS close_notify, no FIN, nothing more read."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        # The socket is closed (and the RST sent) by finish_request once the handler returns.
 
     def log_request(self, code="-", size="-") -> None:
         # Method, path and status only: never the query's neighbours, headers or bodies.

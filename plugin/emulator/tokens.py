@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 
@@ -48,6 +48,13 @@ class TokenStore:
         if self._clock() >= grant.expires_at:
             return None, "expired"
         return grant, ""
+
+    def expire_all(self) -> None:
+        """Make every token issued so far expired (they are still known, so checks say "expired")."""
+        with self._lock:
+            now = self._clock()
+            self._grants = {token: replace(grant, expires_at=min(grant.expires_at, now))
+                            for token, grant in self._grants.items()}
 
     def revoke_all(self) -> None:
         """Invalidate every token issued so far."""
