@@ -9,9 +9,10 @@ Staged answers come before the default behaviour. Order of checks on the stats r
 2. the bearer token: without a live one, 401 and no staged answer is used, EXCEPT that a
    staged answer with status 401 is returned as is (that is how "a 401 that persists"
    is staged: `script_all_forever(Answer(status=401))`);
-3. the staged answers, first found wins: `script_all` FIFO, `script_all_forever`, the
-   IP's `script` FIFO, `script_forever(ip)` (the IP as sent in the path, then decoded);
-   a staged answer bypasses the rate limits, the role check and the IP check;
+3. the staged answers, first found wins: `script_all` FIFO, `script_all_forever`, then
+   the IP's `script` FIFO and `script_forever(ip)` (for the path segment as sent, then
+   for its decoded form); a staged answer bypasses the rate limits, the role check and
+   the IP check (unless it keeps the default behaviour, see below);
 4. the default behaviour (`api.stats`: limits 429, role 403, lookBackHours and IP 400,
    data 404/200).
 
@@ -216,6 +217,11 @@ class Emulator:
     def script_discovery(self, answers: Iterable[Answer]) -> None:
         """Stage answers for OpenID discovery (e.g. a document naming a foreign token endpoint)."""
         self._scripts.add(("discovery",), answers)
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every access token this emulator has issued (to check none leaks into any output)."""
+        return list(self._tokens.issued)
 
     def revoke_tokens(self) -> None:
         """Invalidate every token issued so far: the next stats call with one gets a 401."""

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from plugin.emulator.core import DEFAULT_CLIENT_ID
 from plugin.emulator.responses import ODATA_JSON, defender_error_payload, entra_error_payload

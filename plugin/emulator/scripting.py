@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable
 
 #: Transport faults an Answer can carry (None: an ordinary HTTP answer).
 FAULTS = frozenset({"reset", "reset_mid_body", "stall"})

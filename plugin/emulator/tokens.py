@@ -30,6 +30,7 @@ class TokenStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._grants: dict[str, Grant] = {}
+        self.issued: list[str] = []  # every token ever minted, revoked ones too (secret-hygiene tests scan for them)
 
     def issue(self, client_id: str, tenant: str, roles: frozenset[str], lifetime: float) -> str:
         """Mint a new token for the app + tenant with the given roles and lifetime."""
@@ -37,6 +38,7 @@ class TokenStore:
         grant = Grant(client_id, tenant, self._clock() + lifetime, frozenset(roles))
         with self._lock:
             self._grants[token] = grant
+            self.issued.append(token)
         return token
 
     def check(self, token: str) -> tuple[Grant | None, str]:
