@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
+from support import make_certificate
 
 from plugin.emulator import Answer, Emulator
 from plugin.errors import AuthError, ConfigError, PermissionDeniedError, ServiceUnavailableError
@@ -149,26 +144,9 @@ def test_without_the_emulators_ca_tls_verification_fails_the_call(emu):
     assert emu.token_requests == []
 
 
-def _certificate(tmp_path, kind: str, passphrase: bytes | None):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "defender-ip test app")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
-    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption())
-    path = tmp_path / f"app.{kind}"
-    if kind == "pem":
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-                         + cert.public_bytes(serialization.Encoding.PEM))
-    else:
-        path.write_bytes(pkcs12.serialize_key_and_certificates(b"app", key, cert, None, encryption))
-    return path, cert.public_bytes(serialization.Encoding.PEM)
-
-
 @pytest.mark.parametrize("kind, passphrase", [("pem", None), ("pem", b"pass-phrase-1"), ("pfx", b"pass-phrase-2"), ("pfx", None)])
 def test_certificate_credentials_sign_in(emu, tmp_path, kind, passphrase):
-    path, cert_pem = _certificate(tmp_path, kind, passphrase)
+    path, cert_pem, _ = make_certificate(tmp_path, kind, passphrase)
     emu.register_certificate(cert_pem)
     conn = memory(emu, certificate_path=str(path), client_secret=None)
     if passphrase:
@@ -179,7 +157,7 @@ def test_certificate_credentials_sign_in(emu, tmp_path, kind, passphrase):
 
 
 def test_a_wrong_certificate_passphrase_is_a_config_error_naming_the_field(emu, tmp_path):
-    path, _ = _certificate(tmp_path, "pem", b"right-passphrase")
+    path, _, _ = make_certificate(tmp_path, "pem", b"right-passphrase")
     conn = memory(emu, certificate_path=str(path), certificate_passphrase="wrong-passphrase", client_secret=None)
     with pytest.raises(ConfigError, match="certificate"):
         run_action("enrich_ip", {"ips": ["8.8.8.8"]}, conn)
