@@ -14,14 +14,13 @@ from plugin.errors import InputError, PluginError
 
 EXIT_OK = 0
 EXIT_INPUT = 2
-EXIT_CONNECTION = 3
 EXIT_LINES_REMAIN = 75  # EX_TEMPFAIL: run the same command again to continue
 QUIET_PROGRESS_SECONDS = 10.0
 
 
 def run(args) -> int:
     """Run the batch command; returns its exit code."""
-    from plugin.cli import _connection  # the same connection sources as every command
+    from plugin.cli import connection_document, exit_code_for  # the same sources and codes as every command
 
     if not 1 <= args.look_back_hours <= 720:
         print("error: input_invalid: --look-back-hours: must be 1-720", file=sys.stderr)
@@ -30,7 +29,7 @@ def run(args) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, frame: _stopping(stop, signal.Signals(number).name))
     try:
-        with _connection(args) as document, _open_input(args.input) as stream:
+        with connection_document(args) as document, _open_input(args.input) as stream:
             conn = load_connection(document)
             progress = Progress(_count_lines(args.input), conn.quota, args.priority)
             batch = Batch(conn, Path(args.output), look_back_hours=args.look_back_hours, priority=args.priority,
@@ -39,7 +38,7 @@ def run(args) -> int:
             progress.close()
     except PluginError as error:
         print(f"error: {error.code}: {error.message}", file=sys.stderr)
-        return EXIT_INPUT if isinstance(error, InputError) else EXIT_CONNECTION
+        return exit_code_for(error)
     print(summary(result, args.output))
     return EXIT_OK if result.complete else EXIT_LINES_REMAIN
 

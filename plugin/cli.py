@@ -1,4 +1,4 @@
-"""The `defender-ip` command: enrich, run, check and emulator."""
+"""The `defender-ip` command: enrich, run, check, batch, quota and emulator."""
 
 from __future__ import annotations
 
@@ -149,11 +149,11 @@ def _cmd_quota(args) -> int:
     from plugin.quota import make_quota
 
     try:
-        with _connection(args) as document:
+        with connection_document(args) as document:
             conn = load_connection(document)
     except PluginError as error:
         print(f"error: {error.code}: {error.message}", file=sys.stderr)
-        return EXIT_INPUT if isinstance(error, InputError) else EXIT_CONNECTION
+        return exit_code_for(error)
     quota = make_quota(conn)
     states = {lane: quota.state(lane) for lane in LANES}
     if args.json:
@@ -180,12 +180,10 @@ def _cmd_emulator(args) -> int:
 def _run_reporting(args, action_id: str, inputs: dict, *, errors_as_json: bool = False) -> tuple[dict | None, int]:
     """Run an action; on a whole-call error report it (JSON on stdout, or text on stderr) and pick the exit code."""
     try:
-        with _connection(args) as connection:
+        with connection_document(args) as connection:
             return run_action(action_id, inputs, connection), EXIT_OK
     except PluginError as error:
-        code = EXIT_INPUT if isinstance(error, InputError) else EXIT_CONNECTION
-        if error.code == "output_invalid":
-            code = EXIT_INTERNAL
+        code = exit_code_for(error)
         if errors_as_json:
             _print_json({"error": error.to_dict()})
         else:
@@ -193,8 +191,15 @@ def _run_reporting(args, action_id: str, inputs: dict, *, errors_as_json: bool =
         return None, code
 
 
+def exit_code_for(error: PluginError) -> int:
+    """2 for malformed input, 1 for an output that failed its own schema (a bug), else 3."""
+    if isinstance(error, InputError):
+        return EXIT_INPUT
+    return EXIT_INTERNAL if error.code == "output_invalid" else EXIT_CONNECTION
+
+
 @contextlib.contextmanager
-def _connection(args) -> Iterator[dict]:
+def connection_document(args) -> Iterator[dict]:
     """The connection document: from --connection (or {} for env vars), pointed at an in-process emulator with --emulator."""
     connection = _read_json_file(args.connection, "connection", ConfigError) if args.connection else {}
     if not args.emulator:
