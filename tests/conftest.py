@@ -40,12 +40,3 @@ def fresh_process_state():
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture(scope="session")
-def emulator():
-    """One emulator for the whole test session (tests must not depend on its counters' history)."""
-    from plugin.emulator import Emulator
-
-    with Emulator() as emu:
-        yield emu
