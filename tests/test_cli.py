@@ -171,3 +171,11 @@ def test_back_to_back_runs_for_a_cached_ip_sign_in_once_and_call_once(tmp_path):
             assert result.returncode == 0, result.stderr
         assert len(emu.token_requests) == 1 and len(emu.stats_calls()) == 1
         assert json.loads(result.stdout)["records"][0]["cached"] is True
+
+
+@pytest.mark.parametrize("args", [["-v", "enrich", "8.8.8.8", "--emulator"], ["enrich", "8.8.8.8", "--emulator", "-v"]])
+def test_verbose_works_before_and_after_the_command_and_shows_no_token(tmp_path, args):
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG" in result.stderr and "GET /api/ips/8.8.8.8/stats -> 200" in result.stderr
+    assert re.search(r'access_token"?: "(?!\*\*\*")', result.stderr) is None
