@@ -87,7 +87,6 @@ class TokenProvider:
         self._store = TokenCacheFile(token_cache_path(conn) if persist else None)
         self._cache = self._store.cache
         self._credential = load_client_credential(conn.credential)
-        self.token_requests = 0
 
     def token(self) -> str:
         """A valid access token: from MSAL's cache, else from the sign-in service."""
@@ -144,7 +143,6 @@ class TokenProvider:
             raise AuthError(_rejection_message(result))
         register_secret(result["access_token"])
         if result.get("token_source") == "identity_provider":
-            self.token_requests += 1
             log.debug("got a new access token from the sign-in service")
             self._store.save()
         return result["access_token"]

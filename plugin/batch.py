@@ -167,9 +167,9 @@ class Batch:
                         continue
                     self._start_line(number, parse_item(item), writer, pool, pending, deadline)
                     while len(pending) >= CONCURRENCY * 2:  # bounded: memory stays flat on any input size
-                        self._collect(pending, writer, block=True)
+                        self._collect(pending, writer)
                 while pending:
-                    self._collect(pending, writer, block=True)
+                    self._collect(pending, writer)
         finally:
             writer.close()
             if self.max_runtime is not None:
@@ -199,9 +199,9 @@ class Batch:
                              lane=self.priority, deadline=deadline, meter=self.meter)
         pending[future] = item.ip
 
-    def _collect(self, pending: dict[Future, str], writer: RecordWriter, *, block: bool) -> None:
-        """Write the records of finished lookups; deferred ones stay without a record."""
-        finished, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+    def _collect(self, pending: dict[Future, str], writer: RecordWriter) -> None:
+        """Wait for a lookup to finish and write the records it answers; deferred ones stay without a record."""
+        finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
         for future in finished:
             ip = pending.pop(future)
             outcome = future.result()

@@ -16,7 +16,6 @@ or plugin.config at import time, and redis only inside the redis store.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import threading
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from plugin.errors import ConfigError
+from plugin.ips import parse_item
 from plugin.models import IpStats, LookupOutcome
 from plugin.shared import shared
 
@@ -75,15 +75,8 @@ def entry_key(scope: str, ip: str, look_back_hours: int) -> str:
 
 
 def canonical_ip(ip: str) -> str:
-    """`ipaddress` form, IPv4-mapped IPv6 as IPv4 (callers pass canonical IPs; this makes sure)."""
-    text = ip.strip()
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return text.lower()
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
+    """The canonical form `plugin.ips` gives (callers pass canonical IPs; this makes sure)."""
+    return parse_item(ip).ip or ip.strip().lower()
 
 
 def encode(outcome: LookupOutcome) -> str | None:
