@@ -10,15 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import stat
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 from plugin.cache import decode, encode, entry_key
 from plugin.errors import ConfigError
 from plugin.models import LookupOutcome
+from plugin.sqlite_file import SQLiteFile
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +56,14 @@ class SQLiteCache:
 
     def __init__(self, path: str | os.PathLike, scope: str, ttl_seconds: float, *,
                  clock: Callable[[], float] = time.time, busy_timeout: float = 5.0, purge_every: int = PURGE_EVERY):
-        self.path = Path(path)
+        # synchronous=NORMAL: WAL stays consistent; a lost last put only costs a call.
+        self._file = SQLiteFile(path, schema=SCHEMA, busy_timeout=busy_timeout, synchronous="NORMAL")
+        self.path = self._file.path
         self._scope = scope
         self._ttl = ttl_seconds
         self._clock = clock
-        self._busy_timeout = busy_timeout
         self._purge_every = max(1, purge_every)
         self._lock = threading.Lock()  # one sqlite3 connection, used by one thread at a time
-        self._db: sqlite3.Connection | None = None
-        self._pid = 0
         self._puts = 0
         self._outage = _Outage("sqlite")
         try:  # open now (file, schema); a state dir that fails here makes a cache that only misses
@@ -107,34 +105,12 @@ class SQLiteCache:
 
     def close(self) -> None:
         with self._lock:
-            if self._db is not None and self._pid == os.getpid():
-                self._db.close()
-            self._db = None
-
-    def _prepare_file(self) -> None:
-        if not self.path.parent.is_dir():
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
-                os.fchmod(fd, 0o600)  # an older, wider file: tighten it
-        finally:
-            os.close(fd)
+            self._file.close()
 
     def _connection(self) -> sqlite3.Connection:
-        # A connection must not cross a fork: a child opens its own (the parent's stays the parent's).
-        if self._db is None or self._pid != os.getpid():
-            self._prepare_file()  # create it owner-only before SQLite does (its -wal and -shm copy the file's mode)
-            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
-            try:
-                db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-                db.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent; a lost last put only costs a call
-                db.execute(SCHEMA)
-            except BaseException:
-                db.close()
-                raise
-            self._db, self._pid, self._puts = db, os.getpid(), 0
-        return self._db
+        if not self._file.opened_in_this_process:
+            self._puts = 0  # so the first put of each process purges expired rows
+        return self._file.connection()
 
 
 class RedisCache:

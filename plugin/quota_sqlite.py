@@ -15,12 +15,12 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Callable, Iterator
 
 from plugin.config import QuotaSettings
 from plugin.errors import ConfigError
 from plugin.quota import describe
+from plugin.sqlite_file import SQLiteFile
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS quota_sends (budget TEXT NOT NULL, t REAL NOT NULL, permit TEXT);
@@ -42,17 +42,13 @@ class SQLiteQuota:
     def __init__(self, settings: QuotaSettings, path: str | os.PathLike, budget_key: str, *,
                  clock: Callable[[], float] = time.time, busy_timeout: float = 30.0):
         self._settings = settings
-        self._path = Path(path)
+        self._file = SQLiteFile(path, schema=SCHEMA, busy_timeout=busy_timeout)
         self._key = budget_key
         self._clock = clock
-        self._busy_timeout = busy_timeout
         self._longest = max(w.per_seconds for w in settings.limits)
         self._lock = threading.Lock()  # one sqlite3 connection, used by one thread at a time
-        self._db: sqlite3.Connection | None = None
-        self._pid = 0
         self.last_permit_at: float | None = None  # clock reading of the last permit taken here (diagnostics, tests)
         try:  # open and create the schema now, so a bad state dir fails at once, named
-            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             with self._transaction("DEFERRED"):
                 pass
         except (OSError, sqlite3.Error) as exc:
@@ -97,9 +93,7 @@ class SQLiteQuota:
 
     def close(self) -> None:
         with self._lock:
-            if self._db is not None and self._pid == os.getpid():
-                self._db.close()
-            self._db = None
+            self._file.close()
 
     def _measure(self, db: sqlite3.Connection, lane: str, now: float) -> tuple[float, list[tuple[int, float]]]:
         """The cooldown left, and per window: sends of the whole budget in it and the lane's wait."""
@@ -127,7 +121,7 @@ class SQLiteQuota:
         """BEGIN IMMEDIATE takes SQLite's write lock up front (waiting up to the busy timeout), so the
         count and the insert of one permit are atomic against every other process and thread."""
         with self._lock:
-            db = self._connection()
+            db = self._file.connection()
             db.execute(f"BEGIN {mode}")
             try:
                 yield db
@@ -135,12 +129,3 @@ class SQLiteQuota:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-
-    def _connection(self) -> sqlite3.Connection:
-        # A connection must not cross a fork: a child opens its own (the parent's stays the parent's).
-        if self._db is None or self._pid != os.getpid():
-            db = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")  # readers (state) never block the writer
-            db.executescript(SCHEMA)
-            self._db, self._pid = db, os.getpid()
-        return self._db

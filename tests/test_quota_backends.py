@@ -206,9 +206,9 @@ def test_the_sqlite_budget_survives_a_restart_and_old_sends_are_deleted(tmp_path
     assert again.try_acquire("analyst") == pytest.approx(4.0)
     clock.now += 10.0
     assert again.try_acquire("analyst") == 0
-    rows = again._connection().execute("SELECT COUNT(*) FROM quota_sends WHERE budget = ?", (key,)).fetchone()[0]
+    rows = again._file.connection().execute("SELECT COUNT(*) FROM quota_sends WHERE budget = ?", (key,)).fetchone()[0]
     assert rows == 1  # the sends older than the longest window are gone
-    assert again._connection().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert again._file.connection().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_make_quota_picks_the_backend_and_creates_a_private_state_dir(tmp_path):
