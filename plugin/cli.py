@@ -13,7 +13,7 @@ from typing import Iterator
 from plugin import __version__
 from plugin.errors import ConfigError, InputError, PluginError
 from plugin.host import run_action
-from plugin.mapping import record_note
+from plugin.mapping import table_row
 from plugin.redaction import RedactingFilter
 
 EXIT_OK = 0
@@ -108,13 +108,7 @@ def _cmd_enrich(args) -> int:
 
 def _text_table(records: list[dict]) -> str:
     """Aligned plain-text columns for a terminal (the envelope's markdown is for SOAR pages)."""
-    rows = [("IP", "STATUS", "PREVALENCE", "FIRST SEEN", "LAST SEEN", "NOTE")]
-    for record in records:
-        data = (record["enrichment"] or {}).get("data", {})
-        ip = record["observable"]["value"] if record["observable"] else "(invalid input)"
-        prevalence = data.get("organization_prevalence")
-        rows.append((ip, record["status"], "" if prevalence is None else str(prevalence),
-                     data.get("first_seen_time_dt") or "", data.get("last_seen_time_dt") or "", record_note(record)))
+    rows = [("IP", "STATUS", "PREVALENCE", "FIRST SEEN", "LAST SEEN", "NOTE"), *map(table_row, records)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
 

@@ -196,21 +196,19 @@ def render_markdown(records: list[dict]) -> str:
         "| --- | --- | ---: | --- | --- | --- |",
     ]
     for record in records:
-        observable = record.get("observable")
-        # Never the raw input: it may be 10 KB of junk or a secret pasted by mistake.
-        ip = observable["value"] if observable else "(invalid input)"
-        data = (record.get("enrichment") or {}).get("data") or {}
-        prevalence = data.get("organization_prevalence")
-        cells = [
-            _md_cell(ip),
-            _md_cell(record["status"]),
-            "" if prevalence is None else str(prevalence),
-            _md_cell(data.get("first_seen_time_dt") or ""),
-            _md_cell(data.get("last_seen_time_dt") or ""),
-            _md_cell(record_note(record)),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_md_cell(cell) for cell in table_row(record)) + " |")
     return "\n".join(lines) + "\n"
+
+
+def table_row(record: dict) -> tuple[str, str, str, str, str, str]:
+    """IP, status, prevalence, first seen, last seen and note of a record, as plain text cells."""
+    observable = record.get("observable")
+    # Never the raw input: it may be 10 KB of junk or a secret pasted by mistake.
+    ip = observable["value"] if observable else "(invalid input)"
+    data = (record.get("enrichment") or {}).get("data") or {}
+    prevalence = data.get("organization_prevalence")
+    return (ip, record["status"], "" if prevalence is None else str(prevalence),
+            data.get("first_seen_time_dt") or "", data.get("last_seen_time_dt") or "", record_note(record))
 
 
 def build_envelope(records: list[dict], *, api_calls: int, cache_hits: int, quota_state: dict) -> dict:
